@@ -1,0 +1,479 @@
+//! Request, response and event types of the `/v1` HTTP API.
+//!
+//! Times are Unix milliseconds (`*_ms`). Every error response has the body
+//! [`ErrorBody`] with a stable machine-readable [`ErrorCode`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AccountId, DeviceId, IdempotencyKey, ItemId, Money, OrderId, PayLink, PhoneNumber, Pin,
+    ShortCode, Token,
+};
+
+/// The API version prefix every endpoint lives under.
+pub const API_PREFIX: &str = "/v1";
+
+/// Header carrying the client-generated idempotency key of a payment.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// What kind of thing an item is, which decides what "unlocked" means (SPEC P7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    /// A film or episode: the device may play it.
+    Video,
+    /// A subscription: the device's membership is active for `period_days`.
+    Membership,
+    /// Physical goods: the merchant receives the payer's delivery address.
+    Physical,
+}
+
+/// A merchant as shown to payers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merchant {
+    pub id: AccountId,
+    pub name: String,
+}
+
+/// One thing the TV can sell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogItem {
+    pub id: ItemId,
+    pub title: String,
+    pub kind: ItemKind,
+    pub description: String,
+    pub price: Money,
+    pub merchant: Merchant,
+    /// Path of the poster image on the server, e.g. `/assets/posters/night-train.svg`.
+    pub poster: String,
+    /// For memberships: how long one purchase lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_days: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub items: Vec<CatalogItem>,
+}
+
+/// The device (TV) an order was created on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: DeviceId,
+    pub name: String,
+}
+
+/// `POST /v1/orders` — the TV asks for an order for one item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateOrder {
+    pub item_id: ItemId,
+    pub device_id: DeviceId,
+    /// Friendly TV name shown on the companion, e.g. "Living-room TV" (at most 64 characters).
+    pub device_name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Expired,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending)
+    }
+}
+
+/// The short summary of an item carried on an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItem {
+    pub id: ItemId,
+    pub title: String,
+    pub kind: ItemKind,
+}
+
+/// An order as every party sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub short_code: ShortCode,
+    pub pay_link: PayLink,
+    pub item: OrderItem,
+    pub amount: Money,
+    pub merchant: Merchant,
+    pub device: Device,
+    pub status: OrderStatus,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid_at_ms: Option<i64>,
+}
+
+/// Answer to `POST /v1/orders`: the order plus the TV's secret for cancelling it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedOrder {
+    pub order: Order,
+    /// Only the TV that created the order holds this; it authorises `cancel`.
+    pub tv_token: Token,
+}
+
+/// `POST /v1/orders/{id}/cancel`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelOrder {
+    pub tv_token: Token,
+}
+
+/// How the payer proves who they are when paying.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayerAuth {
+    /// The account's PIN, checked with argon2 on the server.
+    Pin(Pin),
+    /// A session token from `POST /v1/sessions` for this account.
+    Session(Token),
+}
+
+/// `POST /v1/orders/{id}/pay`, with the `Idempotency-Key` header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayRequest {
+    pub account: AccountId,
+    pub auth: PayerAuth,
+    /// Required for physical goods; passed to the merchant (SPEC P7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_address: Option<String>,
+}
+
+/// Which of the payer's sources paid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FundingSource {
+    Wallet,
+    Card,
+}
+
+/// Proof of a completed payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub payment_id: IdempotencyKey,
+    pub order_id: OrderId,
+    pub item: OrderItem,
+    pub amount: Money,
+    pub merchant: Merchant,
+    pub device: Device,
+    pub payer: AccountId,
+    pub funding: FundingSource,
+    pub paid_at_ms: i64,
+}
+
+/// `POST /v1/sessions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub account: AccountId,
+    pub pin: Pin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub account: AccountId,
+    pub token: Token,
+    pub expires_at_ms: i64,
+}
+
+/// `GET /v1/accounts/{id}` (bearer session).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub id: AccountId,
+    pub name: String,
+    /// The wallet's balance including held (frozen) money.
+    pub balance: Money,
+    /// Money frozen by holds (vouchers); `balance - held` can be spent.
+    pub held: Money,
+    /// The linked card's available credit, if a card is linked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_available: Option<Money>,
+}
+
+/// A purchase unlocked on a device (SPEC P7).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub order_id: OrderId,
+    pub item: OrderItem,
+    pub granted_at_ms: i64,
+    /// Memberships end; films and goods do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entitlements {
+    pub device_id: DeviceId,
+    pub entitlements: Vec<Entitlement>,
+}
+
+/// Events on `GET /v1/orders/{id}/events` (server-sent events, for the TV).
+///
+/// The first event of every stream is a `snapshot` with the order's current state, so
+/// a subscriber that connects late (or reconnects) never misses a final state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderEvent {
+    Snapshot { order: Order },
+    Paid { order: Order },
+    Expired { order: Order },
+    Cancelled { order: Order },
+}
+
+impl OrderEvent {
+    pub fn order(&self) -> &Order {
+        match self {
+            Self::Snapshot { order }
+            | Self::Paid { order }
+            | Self::Expired { order }
+            | Self::Cancelled { order } => order,
+        }
+    }
+
+    /// The SSE `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Snapshot { .. } => "snapshot",
+            Self::Paid { .. } => "paid",
+            Self::Expired { .. } => "expired",
+            Self::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// Events on `GET /v1/accounts/{id}/events` (server-sent events, for the companion).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "events are built once and moved, boxing buys nothing"
+)]
+pub enum AccountEvent {
+    /// Sent first on every stream so the client knows it is live.
+    Hello {
+        account: AccountId,
+    },
+    Receipt {
+        receipt: Receipt,
+    },
+}
+
+impl AccountEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Receipt { .. } => "receipt",
+        }
+    }
+}
+
+/// Result of the ledger audit (`GET /v1/audit`, `couchpay-server audit`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub ok: bool,
+    pub accounts: u64,
+    pub transfers: u64,
+    /// Per currency: total top-ups recorded and the sum over all non-system balances.
+    pub currencies: Vec<CurrencyAudit>,
+    /// Human-readable descriptions of every inconsistency found (empty when `ok`).
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrencyAudit {
+    pub currency: String,
+    pub topped_up_minor: u64,
+    pub balances_minor: u64,
+}
+
+/// `POST /v1/orders/{id}/phone` — the TV asks to pay by phone number (SPEC W2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhonePayRequest {
+    pub tv_token: Token,
+    pub phone: PhoneNumber,
+}
+
+/// What the server sent to the phone number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhonePayKind {
+    /// The number is bound to an account: an SMS with a 6-digit code was sent (W3).
+    CodeSent,
+    /// The number is not bound: an SMS with the pay link was sent (W5).
+    LinkSent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhonePayStarted {
+    pub kind: PhonePayKind,
+    /// The number as the TV may show it, e.g. `+•••••••001`.
+    pub phone_masked: String,
+    /// When the code stops working (only for `code_sent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_expires_at_ms: Option<i64>,
+}
+
+/// `POST /v1/orders/{id}/phone/confirm` — the reply with the SMS code completes the payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneConfirm {
+    pub phone: PhoneNumber,
+    pub code: String,
+}
+
+/// One SMS in the stub's outbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmsMessage {
+    pub to: PhoneNumber,
+    pub body: String,
+    pub sent_at_ms: i64,
+}
+
+/// Stable machine-readable error codes. Clients match on these, never on messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request body, path or a header is malformed (bad id, bad JSON, bad link).
+    InvalidRequest,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
+    UnknownOrder,
+    UnknownItem,
+    UnknownAccount,
+    OrderExpired,
+    OrderCancelled,
+    AlreadyPaid,
+    WrongPin,
+    /// Too many wrong PINs: the account is locked for a while.
+    AccountLocked,
+    InsufficientFunds,
+    /// Missing, expired or foreign session token or TV token.
+    Unauthorized,
+    /// The same idempotency key was used with a different request.
+    IdempotencyConflict,
+    /// Too many requests (e.g. short-code guessing); retry later.
+    RateLimited,
+    /// A physical item needs a delivery address.
+    DeliveryAddressRequired,
+    /// The SMS code is wrong; `message` says how many tries are left.
+    WrongCode,
+    /// The SMS code has expired, was used up, or none was sent to this number.
+    CodeExpired,
+    /// Too many wrong SMS codes: ask the TV for a new one.
+    TooManyAttempts,
+    /// The server is shutting down or overloaded; retry.
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnknownOrder => "unknown_order",
+            Self::UnknownItem => "unknown_item",
+            Self::UnknownAccount => "unknown_account",
+            Self::OrderExpired => "order_expired",
+            Self::OrderCancelled => "order_cancelled",
+            Self::AlreadyPaid => "already_paid",
+            Self::WrongPin => "wrong_pin",
+            Self::AccountLocked => "account_locked",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::Unauthorized => "unauthorized",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::RateLimited => "rate_limited",
+            Self::DeliveryAddressRequired => "delivery_address_required",
+            Self::WrongCode => "wrong_code",
+            Self::CodeExpired => "code_expired",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of every error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// For `account_locked` and `rate_limited`: seconds until a retry can succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
+}
+
+/// Developer endpoints of the stub (admin token required): create accounts, top up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAccount {
+    pub id: AccountId,
+    pub name: String,
+    pub pin: Pin,
+    pub currency: crate::Currency,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopUp {
+    pub account: AccountId,
+    pub amount: Money,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_code_wire_names_are_stable() {
+        for code in [
+            ErrorCode::InvalidRequest,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::UnknownOrder,
+            ErrorCode::UnknownItem,
+            ErrorCode::UnknownAccount,
+            ErrorCode::OrderExpired,
+            ErrorCode::OrderCancelled,
+            ErrorCode::AlreadyPaid,
+            ErrorCode::WrongPin,
+            ErrorCode::AccountLocked,
+            ErrorCode::InsufficientFunds,
+            ErrorCode::Unauthorized,
+            ErrorCode::IdempotencyConflict,
+            ErrorCode::RateLimited,
+            ErrorCode::DeliveryAddressRequired,
+            ErrorCode::WrongCode,
+            ErrorCode::CodeExpired,
+            ErrorCode::TooManyAttempts,
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn payer_auth_json_shape() {
+        let auth = PayerAuth::Pin(Pin::parse("1234").unwrap());
+        assert_eq!(serde_json::to_string(&auth).unwrap(), r#"{"pin":"1234"}"#);
+        assert!(serde_json::from_str::<PayerAuth>(r#"{"pin":"12"}"#).is_err());
+    }
+}

@@ -1,0 +1,457 @@
+//! The typed async client for every `/v1` endpoint, including the server-sent event
+//! streams. The TV, the companion, the load generator and the tests all use it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::*;
+use crate::{
+    AccountId, DeviceId, IdempotencyKey, OrderId, PhoneNumber, ServerUrl, ShortCode, Token,
+};
+
+/// Time allowed to open a TCP connection to the server.
+pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
+/// Time allowed for one ordinary request, start to finish.
+pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// An event stream that is silent this long is treated as dropped (the server sends a
+/// keep-alive comment every 15 s).
+pub const STREAM_IDLE_TIMEOUT_MS: u64 = 45_000;
+/// Largest single server-sent event accepted, in bytes.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server answered with an error body; match on `error.code`.
+    #[error("{}", .error.message)]
+    Api { status: u16, error: ErrorDetail },
+    /// The server could not be reached or the connection broke.
+    #[error("cannot reach the Couchpay server at {server}: {source}")]
+    Transport {
+        server: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered something this client does not understand.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The API error code, if the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+
+    /// True when retrying the same request later may succeed (network trouble, 503).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport { .. } => true,
+            Self::Api { error, .. } => matches!(error.code, ErrorCode::Unavailable),
+            Self::Protocol(_) => false,
+        }
+    }
+}
+
+/// A client for one Couchpay server.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: ServerUrl,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: ServerUrl) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .tcp_nodelay(true)
+            .build()
+            .expect("reqwest client with static settings");
+        Self { base, http }
+    }
+
+    pub fn server(&self) -> &ServerUrl {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.base.join(path))
+            .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+    }
+
+    fn transport(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Transport {
+            server: self.base.to_string(),
+            source,
+        }
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api {
+                status: status.as_u16(),
+                error: body.error,
+            }),
+            Err(_) => Err(ClientError::Protocol(format!(
+                "HTTP {status} without an error body"
+            ))),
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
+        let resp = self.send(req).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(self.request(Method::GET, path)).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.json(self.request(Method::POST, path).json(body)).await
+    }
+
+    /// `GET /v1/catalog`
+    pub async fn catalog(&self) -> Result<Catalog, ClientError> {
+        self.get("/v1/catalog").await
+    }
+
+    /// `POST /v1/orders`
+    pub async fn create_order(&self, req: &CreateOrder) -> Result<CreatedOrder, ClientError> {
+        self.post("/v1/orders", req).await
+    }
+
+    /// `GET /v1/orders/{id}`
+    pub async fn order(&self, id: &OrderId) -> Result<Order, ClientError> {
+        self.get(&format!("/v1/orders/{id}")).await
+    }
+
+    /// `GET /v1/orders/by-code/{code}` (rate-limited per client address).
+    pub async fn order_by_code(&self, code: &ShortCode) -> Result<Order, ClientError> {
+        self.get(&format!("/v1/orders/by-code/{code}")).await
+    }
+
+    /// `POST /v1/orders/{id}/pay`. Reuse the same `key` when retrying: the server answers
+    /// a replay with the original receipt and never charges twice.
+    pub async fn pay(
+        &self,
+        id: &OrderId,
+        key: &IdempotencyKey,
+        req: &PayRequest,
+    ) -> Result<Receipt, ClientError> {
+        self.json(
+            self.request(Method::POST, &format!("/v1/orders/{id}/pay"))
+                .header(IDEMPOTENCY_KEY_HEADER, key.as_str())
+                .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/orders/{id}/cancel` with the TV's token.
+    pub async fn cancel(&self, id: &OrderId, tv_token: &Token) -> Result<Order, ClientError> {
+        self.post(
+            &format!("/v1/orders/{id}/cancel"),
+            &CancelOrder {
+                tv_token: tv_token.clone(),
+            },
+        )
+        .await
+    }
+
+    /// `POST /v1/sessions`: account + PIN → short-lived session token.
+    pub async fn login(&self, req: &LoginRequest) -> Result<Session, ClientError> {
+        self.post("/v1/sessions", req).await
+    }
+
+    /// `GET /v1/accounts/{id}` with a session token.
+    pub async fn account(
+        &self,
+        id: &AccountId,
+        session: &Token,
+    ) -> Result<AccountView, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/accounts/{id}"))
+                .bearer_auth(session.expose()),
+        )
+        .await
+    }
+
+    /// `GET /v1/accounts/{id}/receipts` with a session token, newest first.
+    pub async fn receipts(
+        &self,
+        id: &AccountId,
+        session: &Token,
+    ) -> Result<Vec<Receipt>, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/accounts/{id}/receipts"))
+                .bearer_auth(session.expose()),
+        )
+        .await
+    }
+
+    /// `GET /v1/devices/{id}/entitlements`
+    pub async fn entitlements(&self, device: &DeviceId) -> Result<Entitlements, ClientError> {
+        self.get(&format!("/v1/devices/{device}/entitlements"))
+            .await
+    }
+
+    /// `GET /v1/audit`
+    pub async fn audit(&self) -> Result<AuditReport, ClientError> {
+        self.get("/v1/audit").await
+    }
+
+    /// `POST /v1/admin/accounts` (stub developer endpoint, admin token).
+    pub async fn create_account(
+        &self,
+        admin: &str,
+        req: &CreateAccount,
+    ) -> Result<AccountView, ClientError> {
+        self.json(
+            self.request(Method::POST, "/v1/admin/accounts")
+                .bearer_auth(admin)
+                .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/topups` (stub developer endpoint, admin token).
+    pub async fn top_up(&self, admin: &str, req: &TopUp) -> Result<AccountView, ClientError> {
+        self.json(
+            self.request(Method::POST, "/v1/admin/topups")
+                .bearer_auth(admin)
+                .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/orders/{id}/phone`: the TV sends the number typed on its pad.
+    pub async fn pay_by_phone(
+        &self,
+        id: &OrderId,
+        req: &PhonePayRequest,
+    ) -> Result<PhonePayStarted, ClientError> {
+        self.post(&format!("/v1/orders/{id}/phone"), req).await
+    }
+
+    /// `POST /v1/orders/{id}/phone/confirm`: the SMS code completes the payment.
+    pub async fn confirm_phone_code(
+        &self,
+        id: &OrderId,
+        req: &PhoneConfirm,
+    ) -> Result<Receipt, ClientError> {
+        self.post(&format!("/v1/orders/{id}/phone/confirm"), req)
+            .await
+    }
+
+    /// `GET /v1/accounts/{id}/sms` with a session token: SMS sent to the account's number.
+    pub async fn account_sms(
+        &self,
+        id: &AccountId,
+        session: &Token,
+    ) -> Result<Vec<SmsMessage>, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/accounts/{id}/sms"))
+                .bearer_auth(session.expose()),
+        )
+        .await
+    }
+
+    /// `GET /v1/admin/sms/{phone}` (developer endpoint, admin token): a number's outbox.
+    pub async fn sms_outbox(
+        &self,
+        admin: &str,
+        phone: &PhoneNumber,
+    ) -> Result<Vec<SmsMessage>, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/admin/sms/{phone}"))
+                .bearer_auth(admin),
+        )
+        .await
+    }
+
+    /// `GET /v1/orders/{id}/events`: the order's server-sent events. The first item is
+    /// always a `snapshot`; the stream ends after a final state or when the server stops.
+    pub async fn order_events(
+        &self,
+        id: &OrderId,
+    ) -> Result<impl Stream<Item = Result<OrderEvent, ClientError>> + Send + 'static, ClientError>
+    {
+        let req = self
+            .http
+            .get(self.base.join(&format!("/v1/orders/{id}/events")));
+        self.event_stream(req).await
+    }
+
+    /// `GET /v1/accounts/{id}/events` with a session token: a `hello`, then receipts.
+    pub async fn account_events(
+        &self,
+        id: &AccountId,
+        session: &Token,
+    ) -> Result<impl Stream<Item = Result<AccountEvent, ClientError>> + Send + 'static, ClientError>
+    {
+        let req = self
+            .http
+            .get(self.base.join(&format!("/v1/accounts/{id}/events")))
+            .bearer_auth(session.expose());
+        self.event_stream(req).await
+    }
+
+    async fn event_stream<T: DeserializeOwned + Send + 'static>(
+        &self,
+        req: RequestBuilder,
+    ) -> Result<impl Stream<Item = Result<T, ClientError>> + Send + 'static, ClientError> {
+        let req = req.header(reqwest::header::ACCEPT, "text/event-stream");
+        let resp = self.send(req).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(ClientError::Protocol(format!(
+                "event stream answered {}",
+                resp.status()
+            )));
+        }
+        let server = self.base.to_string();
+        let bytes = resp.bytes_stream().boxed();
+        let state = SseState {
+            bytes,
+            parser: SseParser::default(),
+            server,
+            done: false,
+        };
+        Ok(futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some(data) = st.parser.next_event() {
+                    let item = serde_json::from_str::<T>(&data)
+                        .map_err(|e| ClientError::Protocol(format!("bad event: {e}")));
+                    return Some((item, st));
+                }
+                if st.done {
+                    return None;
+                }
+                let idle = Duration::from_millis(STREAM_IDLE_TIMEOUT_MS);
+                match tokio::time::timeout(idle, st.bytes.next()).await {
+                    Ok(Some(Ok(chunk))) => {
+                        if let Err(e) = st.parser.push(&chunk) {
+                            st.done = true;
+                            return Some((Err(e), st));
+                        }
+                    }
+                    Ok(Some(Err(source))) => {
+                        st.done = true;
+                        let server = st.server.clone();
+                        return Some((Err(ClientError::Transport { server, source }), st));
+                    }
+                    Ok(None) => return None,
+                    Err(_) => {
+                        st.done = true;
+                        return Some((
+                            Err(ClientError::Protocol("event stream went silent".into())),
+                            st,
+                        ));
+                    }
+                }
+            }
+        }))
+    }
+}
+
+struct SseState {
+    bytes: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    parser: SseParser,
+    server: String,
+    done: bool,
+}
+
+/// An incremental parser for `text/event-stream`: collects the `data:` lines of each
+/// event (events end with a blank line); comments and other fields are skipped.
+#[derive(Debug, Default)]
+pub(crate) struct SseParser {
+    buf: Vec<u8>,
+    ready: VecDeque<String>,
+}
+
+impl SseParser {
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<(), ClientError> {
+        self.buf.extend_from_slice(chunk);
+        while let Some((end, sep)) = find_event_end(&self.buf) {
+            let block: Vec<u8> = self.buf.drain(..end + sep).collect();
+            let text = String::from_utf8_lossy(&block[..end]);
+            let mut data = String::new();
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("data:") {
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            if !data.is_empty() {
+                self.ready.push_back(data);
+            }
+        }
+        if self.buf.len() > MAX_EVENT_BYTES {
+            return Err(ClientError::Protocol("server-sent event too large".into()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn next_event(&mut self) -> Option<String> {
+        self.ready.pop_front()
+    }
+}
+
+/// Position and length of the first blank-line separator (`\n\n` or `\r\n\r\n`).
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_parser_handles_split_chunks_comments_and_multiline() {
+        let mut p = SseParser::default();
+        p.push(b": keep-alive\n\nevent: paid\ndata: {\"a\"")
+            .unwrap();
+        assert_eq!(p.next_event(), None);
+        p.push(b":1}\n\ndata: x\ndata: y\r\n\r\n").unwrap();
+        assert_eq!(p.next_event().as_deref(), Some("{\"a\":1}"));
+        assert_eq!(p.next_event().as_deref(), Some("x\ny"));
+        assert_eq!(p.next_event(), None);
+    }
+
+    #[test]
+    fn sse_parser_refuses_endless_event() {
+        let mut p = SseParser::default();
+        let big = vec![b'a'; MAX_EVENT_BYTES + 1];
+        assert!(p.push(&big).is_err());
+    }
+}
