@@ -1,0 +1,252 @@
+//! Load generator: pays N orders from C concurrent clients over loopback HTTP and prints
+//! payments/s, pay latency p50/p99, pay→TV-event p99 and the ledger audit, for the
+//! naive baseline (one transaction per request) and group commit, in one run.
+//!
+//! `cargo bench -p server-stub --bench pay_load -- [N] [C]` (defaults 20000 and 64).
+//! Payers authenticate with session tokens, so argon2 is not part of the figure; the
+//! argon2 cost of one PIN check is measured separately at the end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use protocol::client::Client;
+use protocol::{
+    AccountId, CreateAccount, CreateOrder, Currency, DeviceId, IdempotencyKey, ItemId,
+    LoginRequest, Money, OrderEvent, OrderId, PayRequest, PayerAuth, Pin, TopUp,
+};
+use server_stub::testing::TestServer;
+
+/// Orders whose TV event stream is followed to measure pay→event latency.
+const SSE_SAMPLE: usize = 200;
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+struct Outcome {
+    label: String,
+    n: usize,
+    secs: f64,
+    lat: Vec<Duration>,
+    event_lat: Vec<Duration>,
+    audit_ok: bool,
+    audit_problems: usize,
+}
+
+async fn run(label: &str, max_batch: usize, n: usize, c: usize) -> Outcome {
+    let srv = TestServer::start_with(|cfg| cfg.max_batch = max_batch).await;
+    let client = Client::new(srv.url.clone());
+    let eur = Currency::parse("EUR").unwrap();
+    let per_payer = n.div_ceil(c) as u64;
+
+    // Payers with session tokens.
+    let mut sessions = Vec::new();
+    for i in 0..c {
+        let id = AccountId::parse(&format!("load-{i}")).unwrap();
+        let pin = Pin::parse("9999").unwrap();
+        client
+            .create_account(
+                &srv.admin_token,
+                &CreateAccount {
+                    id: id.clone(),
+                    name: format!("Load {i}"),
+                    pin: pin.clone(),
+                    currency: eur,
+                },
+            )
+            .await
+            .unwrap();
+        client
+            .top_up(
+                &srv.admin_token,
+                &TopUp {
+                    account: id.clone(),
+                    amount: Money::new(per_payer * 1_000, eur),
+                },
+            )
+            .await
+            .unwrap();
+        let s = client
+            .login(&LoginRequest { account: id, pin })
+            .await
+            .unwrap();
+        sessions.push(s);
+    }
+
+    // Orders, created concurrently.
+    let device = DeviceId::parse("SN-LOAD-0001").unwrap();
+    let item = ItemId::parse("film-night-train").unwrap();
+    let mut creators = Vec::new();
+    for w in 0..c {
+        let client = client.clone();
+        let req = CreateOrder {
+            item_id: item.clone(),
+            device_id: device.clone(),
+            device_name: "Load TV".into(),
+        };
+        let count = n / c + usize::from(w < n % c);
+        creators.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(count);
+            for _ in 0..count {
+                ids.push(client.create_order(&req).await.unwrap().order.id);
+            }
+            ids
+        }));
+    }
+    let mut slices: Vec<Vec<OrderId>> = Vec::new();
+    for t in creators {
+        slices.push(t.await.unwrap());
+    }
+
+    // TV subscribers on a sample of orders.
+    let sent: Arc<Mutex<HashMap<OrderId, Instant>>> = Arc::default();
+    let mut watchers = Vec::new();
+    let all: Vec<&OrderId> = slices.iter().flatten().collect();
+    let step = (all.len() / SSE_SAMPLE).max(1);
+    for id in all.iter().step_by(step).take(SSE_SAMPLE) {
+        let mut events = Box::pin(client.order_events(id).await.unwrap());
+        let first = events.next().await.unwrap().unwrap();
+        assert!(matches!(first, OrderEvent::Snapshot { .. }));
+        let sent = sent.clone();
+        let id = (*id).clone();
+        watchers.push(tokio::spawn(async move {
+            while let Some(Ok(ev)) = events.next().await {
+                if let OrderEvent::Paid { .. } = ev {
+                    let at = Instant::now();
+                    let t0 = *sent.lock().unwrap().get(&id).expect("send time recorded");
+                    return Some(at - t0);
+                }
+            }
+            None
+        }));
+    }
+
+    // The measured phase.
+    let start = Instant::now();
+    let mut payers = Vec::new();
+    for (ids, s) in slices.into_iter().zip(sessions) {
+        let client = client.clone();
+        let sent = sent.clone();
+        payers.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(ids.len());
+            let req = PayRequest {
+                account: s.account.clone(),
+                auth: PayerAuth::Session(s.token.clone()),
+                delivery_address: None,
+            };
+            for id in ids {
+                let t0 = Instant::now();
+                sent.lock().unwrap().insert(id.clone(), t0);
+                client
+                    .pay(&id, &IdempotencyKey::random(), &req)
+                    .await
+                    .expect("payment");
+                lat.push(t0.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    for p in payers {
+        lat.extend(p.await.unwrap());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mut event_lat = Vec::new();
+    for w in watchers {
+        if let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .unwrap()
+        {
+            event_lat.push(d);
+        }
+    }
+    lat.sort();
+    event_lat.sort();
+    let audit = client.audit().await.unwrap();
+    srv.stop().await;
+    Outcome {
+        label: label.into(),
+        n,
+        secs,
+        lat,
+        event_lat,
+        audit_ok: audit.ok,
+        audit_problems: audit.problems.len(),
+    }
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let n = args.first().copied().unwrap_or(20_000);
+    let c = args.get(1).copied().unwrap_or(64);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let naive_n = (n / 5).max(c);
+        let results = vec![
+            run("naive (1 tx/request)", 1, naive_n, c).await,
+            run("group commit", server_stub::store::DEFAULT_MAX_BATCH, n, c).await,
+        ];
+        println!();
+        println!(
+            "Couchpay pay load: {c} concurrent clients, loopback HTTP, SQLite WAL synchronous=FULL"
+        );
+        println!(
+            "{:<22} {:>8} {:>12} {:>9} {:>9} {:>14} {:>9}",
+            "mode", "payments", "payments/s", "p50 ms", "p99 ms", "pay→SSE p99 ms", "audit"
+        );
+        for r in &results {
+            println!(
+                "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>14.2} {:>9}",
+                r.label,
+                r.n,
+                r.n as f64 / r.secs,
+                pct(&r.lat, 0.50),
+                pct(&r.lat, 0.99),
+                pct(&r.event_lat, 0.99),
+                if r.audit_ok {
+                    "clean".to_string()
+                } else {
+                    format!("{} problems", r.audit_problems)
+                },
+            );
+            assert_eq!(
+                r.event_lat.len(),
+                SSE_SAMPLE.min(r.n),
+                "every sampled TV saw its payment"
+            );
+        }
+        let ratio =
+            (results[1].n as f64 / results[1].secs) / (results[0].n as f64 / results[0].secs);
+        println!("group commit / naive throughput: {ratio:.1}x");
+
+        // argon2 cost of one PIN check (what a PIN payment adds), measured apart.
+        let pin = Pin::parse("1234").unwrap();
+        let hash = server_stub::pin::hash_pin(&pin).unwrap();
+        let t0 = Instant::now();
+        let rounds = 10;
+        for _ in 0..rounds {
+            use argon2::password_hash::{PasswordHash, PasswordVerifier};
+            let h = PasswordHash::new(&hash).unwrap();
+            argon2::Argon2::default()
+                .verify_password(b"1234", &h)
+                .unwrap();
+        }
+        println!(
+            "argon2id PIN check: {:.1} ms each",
+            t0.elapsed().as_secs_f64() * 1000.0 / rounds as f64
+        );
+        assert!(results.iter().all(|r| r.audit_ok), "ledger audit failed");
+    });
+}

@@ -1,0 +1,209 @@
+//! Payer accounts: balance view, receipts and the account event stream (for the companion),
+//! plus the developer endpoints that create accounts and top them up.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::{
+    AccountEvent, AccountId, AccountView, AuditReport, CreateAccount, IdempotencyKey, Money,
+    OrderId, Receipt, TopUp,
+};
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::ledger::{self, AccountKind};
+use crate::orders::{funding_from_str, load_order, receipt_of};
+use crate::{AppState, pin, sessions, sse};
+
+/// Receipts returned by one listing.
+const MAX_RECEIPTS: i64 = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/accounts/{id}", get(view))
+        .route("/v1/accounts/{id}/receipts", get(receipts))
+        .route("/v1/accounts/{id}/events", get(events))
+        .route("/v1/admin/accounts", post(create))
+        .route("/v1/admin/topups", post(top_up))
+        .route("/v1/audit", get(audit))
+}
+
+fn parse_account(s: &str) -> ApiResult<AccountId> {
+    AccountId::parse(s).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+}
+
+pub fn account_view(conn: &Connection, id: &AccountId) -> ApiResult<AccountView> {
+    let acc = ledger::get_account(conn, id.as_str())?.ok_or(ApiError::UnknownAccount)?;
+    let card: Option<String> = conn
+        .prepare_cached("SELECT id FROM accounts WHERE owner = ?1 AND kind = 'card'")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?;
+    let card_available = card
+        .map(|c| ledger::get_account(conn, &c))
+        .transpose()?
+        .flatten()
+        .map(|c| Money::new(c.available().max(0) as u64, c.currency));
+    Ok(AccountView {
+        id: acc.id.clone(),
+        name: acc.name.clone(),
+        balance: Money::new(acc.balance.max(0) as u64, acc.currency),
+        held: Money::new(acc.held.max(0) as u64, acc.currency),
+        card_available,
+    })
+}
+
+async fn view(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<AccountView>> {
+    let id = parse_account(&id)?;
+    sessions::authorize(&s, &headers, &id).await?;
+    Ok(Json(
+        s.store.read(move |conn| account_view(conn, &id)).await?,
+    ))
+}
+
+async fn receipts(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<Receipt>>> {
+    let id = parse_account(&id)?;
+    sessions::authorize(&s, &headers, &id).await?;
+    let list = s
+        .store
+        .read(move |conn| {
+            let rows: Vec<(String, String, String)> = conn
+                .prepare_cached(
+                    "SELECT order_id, idem_key, funding FROM payments WHERE payer = ?1
+                     ORDER BY paid_at_ms DESC LIMIT ?2",
+                )?
+                .query_map(rusqlite::params![id.as_str(), MAX_RECEIPTS], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (order_id, key, funding) in rows {
+                let order_id = OrderId::parse(&order_id).map_err(ApiError::internal)?;
+                let row = load_order(conn, &order_id)?.ok_or(ApiError::UnknownOrder)?;
+                out.push(receipt_of(
+                    &row,
+                    &IdempotencyKey::parse(&key).map_err(ApiError::internal)?,
+                    &id,
+                    funding_from_str(&funding),
+                ));
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(Json(list))
+}
+
+async fn events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let id = parse_account(&id)?;
+    sessions::authorize(&s, &headers, &id).await?;
+    let rx = s.hub.subscribe_account(&id)?;
+    let first = AccountEvent::Hello { account: id };
+    Ok(sse::stream(first, rx, s.shutdown.clone(), |_| false))
+}
+
+/// Checks the developer bearer token; the endpoints are off when none is configured.
+pub fn admin(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let configured = s
+        .config
+        .admin_token
+        .as_deref()
+        .ok_or(ApiError::Unauthorized(
+            "developer endpoints are disabled (no --admin-token)",
+        ))?;
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if sessions::constant_time_eq(given.as_bytes(), configured.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("wrong admin token"))
+    }
+}
+
+async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateAccount>,
+) -> ApiResult<Json<AccountView>> {
+    admin(&s, &headers)?;
+    let pin = req.pin.clone();
+    let hash = tokio::task::spawn_blocking(move || pin::hash_pin(&pin))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let now = s.clock.now_ms();
+    let view = s
+        .store
+        .write(move |conn, _| {
+            let name = req.name.trim();
+            if name.is_empty() || name.chars().count() > 64 {
+                return Err(ApiError::InvalidRequest(
+                    "name must be 1-64 characters".into(),
+                ));
+            }
+            ledger::create_account(
+                conn,
+                req.id.as_str(),
+                AccountKind::Wallet,
+                None,
+                name,
+                req.currency,
+                Some(&hash),
+                now,
+            )?;
+            account_view(conn, &req.id)
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+async fn top_up(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<TopUp>,
+) -> ApiResult<Json<AccountView>> {
+    admin(&s, &headers)?;
+    if req.amount.minor == 0 || req.amount.minor > i64::MAX as u64 / 4 {
+        return Err(ApiError::InvalidRequest(
+            "top-up amount out of range".into(),
+        ));
+    }
+    let now = s.clock.now_ms();
+    let view = s
+        .store
+        .write(move |conn, _| {
+            let acc = ledger::get_account(conn, req.account.as_str())?
+                .filter(|a| a.kind == "wallet" || a.kind == "card")
+                .ok_or(ApiError::UnknownAccount)?;
+            if acc.currency != req.amount.currency {
+                return Err(ApiError::InvalidRequest(format!(
+                    "account {} holds {}",
+                    acc.id, acc.currency
+                )));
+            }
+            ledger::top_up(conn, req.account.as_str(), req.amount, now)?;
+            account_view(conn, &req.account)
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+async fn audit(State(s): State<AppState>) -> ApiResult<Json<AuditReport>> {
+    Ok(Json(s.store.read(ledger::audit).await?))
+}

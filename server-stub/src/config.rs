@@ -1,0 +1,62 @@
+//! Server configuration: flags and environment variables (see `couchpay-server --help`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use protocol::ServerUrl;
+
+use crate::store::DEFAULT_MAX_BATCH;
+
+/// Default lifetime of an order before it expires.
+pub const DEFAULT_ORDER_TTL_S: u64 = 10 * 60;
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Lifetime of a session token.
+pub const SESSION_TTL_S: u64 = 15 * 60;
+/// How often expired orders are swept (and their events pushed).
+pub const SWEEP_INTERVAL_MS: u64 = 500;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// Address to listen on. Use 0.0.0.0:8080 (with --public-url) to serve phones on the LAN.
+    #[arg(long, env = "COUCHPAY_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// SQLite database file; created and migrated on first start.
+    #[arg(long, env = "COUCHPAY_DATABASE", default_value = "couchpay.db")]
+    pub database: PathBuf,
+    /// Folder holding catalog.json and posters/.
+    #[arg(long, env = "COUCHPAY_ASSETS", default_value = "assets")]
+    pub assets: PathBuf,
+    /// The URL phones use to reach this server (goes into pay links and QR codes).
+    /// Defaults to http://<bind address>.
+    #[arg(long, env = "COUCHPAY_PUBLIC_URL")]
+    pub public_url: Option<ServerUrl>,
+    /// Seconds an order can be paid before it expires.
+    #[arg(long, env = "COUCHPAY_ORDER_TTL_S", default_value_t = DEFAULT_ORDER_TTL_S)]
+    pub order_ttl_s: u64,
+    /// Bearer token enabling the developer endpoints (/v1/admin/*); disabled when unset.
+    #[arg(long, env = "COUCHPAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Most writes committed together (group commit). 1 = one transaction per request.
+    #[arg(long, env = "COUCHPAY_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
+    pub max_batch: usize,
+    /// Do not create the demo accounts on first start.
+    #[arg(long, env = "COUCHPAY_NO_DEMO")]
+    pub no_demo: bool,
+}
+
+impl Config {
+    /// The public URL, or an error if it cannot be derived from the bind address.
+    pub fn public_url(&self, bound: SocketAddr) -> anyhow::Result<ServerUrl> {
+        if let Some(u) = &self.public_url {
+            return Ok(u.clone());
+        }
+        anyhow::ensure!(
+            !bound.ip().is_unspecified(),
+            "listening on {bound}: pass --public-url http://<this machine's LAN address>:{} \
+             so pay links point somewhere phones can reach",
+            bound.port()
+        );
+        Ok(ServerUrl::parse(&format!("http://{bound}"))?)
+    }
+}

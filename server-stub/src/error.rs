@@ -1,0 +1,145 @@
+//! The server's one error type: every variant maps to an HTTP status and a stable
+//! [`ErrorCode`]; internal details are logged, never sent to clients.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use protocol::{ErrorBody, ErrorCode, ErrorDetail};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("no such order")]
+    UnknownOrder,
+    #[error("no such item in the catalog")]
+    UnknownItem,
+    #[error("no such account")]
+    UnknownAccount,
+    #[error("this order has expired; ask the TV for a new code")]
+    OrderExpired,
+    #[error("this order was cancelled on the TV")]
+    OrderCancelled,
+    #[error("this order is already paid")]
+    AlreadyPaid,
+    #[error("wrong PIN ({remaining} attempts left before the account is locked)")]
+    WrongPin { remaining: u32 },
+    #[error("too many wrong PINs: the account is locked, try again in {retry_after_s} s")]
+    AccountLocked { retry_after_s: u64 },
+    #[error("insufficient funds: {0}")]
+    InsufficientFunds(String),
+    #[error("not authorised: {0}")]
+    Unauthorized(&'static str),
+    #[error("this idempotency key was already used for a different payment")]
+    IdempotencyConflict,
+    #[error("too many requests, try again in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
+    #[error("a delivery address is required for physical goods")]
+    DeliveryAddressRequired,
+    #[error("wrong code ({remaining} tries left)")]
+    WrongCode { remaining: u32 },
+    #[error("{0}")]
+    CodeExpired(&'static str),
+    #[error("too many wrong codes: ask the TV for a new one")]
+    TooManyAttempts,
+    #[error("the server is busy or shutting down, try again")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::Internal(e.to_string())
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Self::UnknownOrder => ErrorCode::UnknownOrder,
+            Self::UnknownItem => ErrorCode::UnknownItem,
+            Self::UnknownAccount => ErrorCode::UnknownAccount,
+            Self::OrderExpired => ErrorCode::OrderExpired,
+            Self::OrderCancelled => ErrorCode::OrderCancelled,
+            Self::AlreadyPaid => ErrorCode::AlreadyPaid,
+            Self::WrongPin { .. } => ErrorCode::WrongPin,
+            Self::AccountLocked { .. } => ErrorCode::AccountLocked,
+            Self::InsufficientFunds(_) => ErrorCode::InsufficientFunds,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::IdempotencyConflict => ErrorCode::IdempotencyConflict,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::DeliveryAddressRequired => ErrorCode::DeliveryAddressRequired,
+            Self::WrongCode { .. } => ErrorCode::WrongCode,
+            Self::CodeExpired(_) => ErrorCode::CodeExpired,
+            Self::TooManyAttempts => ErrorCode::TooManyAttempts,
+            Self::Unavailable => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) | Self::DeliveryAddressRequired => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnknownOrder | Self::UnknownItem | Self::UnknownAccount => StatusCode::NOT_FOUND,
+            Self::OrderExpired | Self::OrderCancelled => StatusCode::GONE,
+            Self::AlreadyPaid => StatusCode::CONFLICT,
+            Self::WrongPin { .. } | Self::Unauthorized(_) | Self::WrongCode { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::CodeExpired(_) => StatusCode::GONE,
+            Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            Self::AccountLocked { .. } => StatusCode::LOCKED,
+            Self::InsufficientFunds(_) => StatusCode::PAYMENT_REQUIRED,
+            Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            Self::AccountLocked { retry_after_s } | Self::RateLimited { retry_after_s } => {
+                Some(*retry_after_s)
+            }
+            _ => None,
+        }
+    }
+
+    /// The body sent to clients.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                retry_after_s: self.retry_after_s(),
+            },
+        }
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Internal(format!("database: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let retry = self.retry_after_s();
+        let mut resp = (self.status(), Json(self.body())).into_response();
+        if let Some(s) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, s);
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

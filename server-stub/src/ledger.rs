@@ -1,0 +1,391 @@
+//! The double-entry ledger.
+//!
+//! Guarantees:
+//! - Every movement of money is one immutable row in `transfers` that debits one account
+//!   and credits another by the same positive amount in one currency; balances change
+//!   only together with such a row, inside the same transaction.
+//! - The sum of all balances of a currency is always zero: top-ups debit that currency's
+//!   `system` issuance account (the only kind allowed below zero).
+//! - No other account goes below zero or below its held (frozen) amount: checked here
+//!   and again by a `CHECK` constraint in the schema.
+//! - A hold freezes part of a balance; it is later released or captured (released and
+//!   transferred in the same transaction). `accounts.held` is the sum of active holds.
+
+use std::collections::BTreeMap;
+
+use protocol::{AccountId, AuditReport, Currency, CurrencyAudit, Money};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountKind {
+    /// A payer's wallet (may have a PIN).
+    Wallet,
+    /// A payer's linked bank card, used when the wallet is short (SPEC W4).
+    Card,
+    Merchant,
+    /// Money in flight between parties (red packets).
+    Escrow,
+    /// Per-currency issuance account: top-ups come from here.
+    System,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wallet => "wallet",
+            Self::Card => "card",
+            Self::Merchant => "merchant",
+            Self::Escrow => "escrow",
+            Self::System => "system",
+        }
+    }
+}
+
+/// One account row as the server sees it.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: AccountId,
+    pub kind: String,
+    pub name: String,
+    pub currency: Currency,
+    pub balance: i64,
+    pub held: i64,
+    pub pin_hash: Option<String>,
+    pub failed_pins: u32,
+    pub locked_until_ms: i64,
+}
+
+impl Account {
+    /// Money that can be spent now.
+    pub fn available(&self) -> i64 {
+        self.balance - self.held
+    }
+}
+
+pub fn get_account(conn: &Connection, id: &str) -> ApiResult<Option<Account>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT id, kind, name, currency, balance, held, pin_hash, failed_pins, locked_until_ms
+             FROM accounts WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, u32>(7)?,
+                r.get::<_, i64>(8)?,
+            ))
+        })
+        .optional()?;
+    row.map(
+        |(id, kind, name, cur, balance, held, pin_hash, failed, locked)| {
+            Ok(Account {
+                id: AccountId::parse(&id).map_err(ApiError::internal)?,
+                kind,
+                name,
+                currency: Currency::parse(&cur).map_err(ApiError::internal)?,
+                balance,
+                held,
+                pin_hash,
+                failed_pins: failed,
+                locked_until_ms: locked,
+            })
+        },
+    )
+    .transpose()
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one column each; called from two places"
+)]
+pub fn create_account(
+    conn: &Connection,
+    id: &str,
+    kind: AccountKind,
+    owner: Option<&str>,
+    name: &str,
+    currency: Currency,
+    pin_hash: Option<&str>,
+    now_ms: i64,
+) -> ApiResult<()> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO accounts (id, kind, owner, name, currency, pin_hash, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+        )?
+        .execute(params![
+            id,
+            kind.as_str(),
+            owner,
+            name,
+            currency.as_str(),
+            pin_hash,
+            now_ms
+        ])?;
+    if inserted == 0 {
+        return Err(ApiError::InvalidRequest(format!(
+            "account {id} already exists"
+        )));
+    }
+    Ok(())
+}
+
+/// The issuance account of `currency`, created on first use.
+pub fn issuance_account(conn: &Connection, currency: Currency, now_ms: i64) -> ApiResult<String> {
+    let id = format!("issuance-{}", currency.as_str().to_ascii_lowercase());
+    conn.prepare_cached(
+        "INSERT INTO accounts (id, kind, name, currency, created_at_ms)
+         VALUES (?1, 'system', ?2, ?3, ?4) ON CONFLICT(id) DO NOTHING",
+    )?
+    .execute(params![
+        id,
+        format!("Issuance {currency}"),
+        currency.as_str(),
+        now_ms
+    ])?;
+    Ok(id)
+}
+
+/// Moves `amount` from `debit` to `credit` and records the transfer; returns its id.
+///
+/// Fails with `insufficient_funds` if `debit` (unless a system account) would go below
+/// its held amount, and refuses mismatched currencies and self-transfers.
+pub fn transfer(
+    conn: &Connection,
+    debit: &str,
+    credit: &str,
+    amount: Money,
+    kind: &str,
+    reference: Option<&str>,
+    now_ms: i64,
+) -> ApiResult<i64> {
+    if amount.minor == 0 || debit == credit {
+        return Err(ApiError::internal("empty or self transfer"));
+    }
+    let minor = i64::try_from(amount.minor)
+        .map_err(|_| ApiError::InvalidRequest("amount too large".into()))?;
+    let cur = amount.currency.as_str();
+    // Debit only if the money is there; the WHERE clause makes check and update one step.
+    let debited = conn
+        .prepare_cached(
+            "UPDATE accounts SET balance = balance - ?2
+             WHERE id = ?1 AND currency = ?3 AND (kind = 'system' OR balance - held >= ?2)",
+        )?
+        .execute(params![debit, minor, cur])?;
+    if debited != 1 {
+        return match get_account(conn, debit)? {
+            None => Err(ApiError::UnknownAccount),
+            Some(a) if a.currency != amount.currency => Err(ApiError::InsufficientFunds(format!(
+                "account {debit} holds {}, not {cur}",
+                a.currency
+            ))),
+            Some(a) => Err(ApiError::InsufficientFunds(format!(
+                "{} available, {} needed",
+                Money::new(a.available().max(0) as u64, a.currency),
+                amount
+            ))),
+        };
+    }
+    let credited = conn
+        .prepare_cached(
+            "UPDATE accounts SET balance = balance + ?2 WHERE id = ?1 AND currency = ?3",
+        )?
+        .execute(params![credit, minor, cur])?;
+    if credited != 1 {
+        // The caller's savepoint rolls the debit back.
+        return Err(ApiError::UnknownAccount);
+    }
+    conn.prepare_cached(
+        "INSERT INTO transfers (debit, credit, amount, currency, kind, reference, created_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![debit, credit, minor, cur, kind, reference, now_ms])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Credits `account` from the issuance account of the amount's currency.
+pub fn top_up(conn: &Connection, account: &str, amount: Money, now_ms: i64) -> ApiResult<i64> {
+    let issuer = issuance_account(conn, amount.currency, now_ms)?;
+    transfer(conn, &issuer, account, amount, "topup", None, now_ms)
+}
+
+/// Freezes `amount` of `account`'s available money; returns the hold id.
+pub fn hold(
+    conn: &Connection,
+    account: &str,
+    amount: Money,
+    reason: &str,
+    now_ms: i64,
+) -> ApiResult<i64> {
+    let minor = i64::try_from(amount.minor)
+        .map_err(|_| ApiError::InvalidRequest("amount too large".into()))?;
+    if minor == 0 {
+        return Err(ApiError::InvalidRequest(
+            "a hold needs a positive amount".into(),
+        ));
+    }
+    let changed = conn
+        .prepare_cached(
+            "UPDATE accounts SET held = held + ?2
+             WHERE id = ?1 AND currency = ?3 AND kind <> 'system' AND balance - held >= ?2",
+        )?
+        .execute(params![account, minor, amount.currency.as_str()])?;
+    if changed != 1 {
+        return Err(match get_account(conn, account)? {
+            None => ApiError::UnknownAccount,
+            Some(_) => ApiError::InsufficientFunds("not enough available to hold".into()),
+        });
+    }
+    conn.prepare_cached(
+        "INSERT INTO holds (account, amount, reason, state, created_at_ms)
+         VALUES (?1, ?2, ?3, 'active', ?4)",
+    )?
+    .execute(params![account, minor, reason, now_ms])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Ends an active hold, unfreezing its money. `captured` records that the money was
+/// then transferred by the caller in the same transaction.
+pub fn release_hold(conn: &Connection, hold_id: i64, captured: bool) -> ApiResult<()> {
+    let (account, minor): (String, i64) = conn
+        .prepare_cached("SELECT account, amount FROM holds WHERE id = ?1 AND state = 'active'")?
+        .query_row([hold_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or_else(|| ApiError::InvalidRequest("no such active hold".into()))?;
+    let state = if captured { "captured" } else { "released" };
+    conn.prepare_cached("UPDATE holds SET state = ?2 WHERE id = ?1")?
+        .execute(params![hold_id, state])?;
+    conn.prepare_cached("UPDATE accounts SET held = held - ?2 WHERE id = ?1")?
+        .execute(params![account, minor])?;
+    Ok(())
+}
+
+/// Checks the ledger's invariants; never modifies anything.
+pub fn audit(conn: &Connection) -> ApiResult<AuditReport> {
+    let mut problems = Vec::new();
+    let accounts: u64 = conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+    let transfers: u64 = conn.query_row("SELECT COUNT(*) FROM transfers", [], |r| r.get(0))?;
+
+    // 1. Each balance equals its replay from the transfers.
+    let mut stmt = conn.prepare(
+        "SELECT a.id, a.balance,
+                COALESCE((SELECT SUM(amount) FROM transfers WHERE credit = a.id), 0)
+              - COALESCE((SELECT SUM(amount) FROM transfers WHERE debit = a.id), 0)
+         FROM accounts a",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, balance, replay) = row?;
+        if balance != replay {
+            problems.push(format!(
+                "account {id}: balance {balance} but transfers add up to {replay}"
+            ));
+        }
+    }
+
+    // 2. No non-system account below zero or below its holds; holds add up.
+    let mut stmt = conn.prepare(
+        "SELECT a.id, a.balance, a.held,
+                COALESCE((SELECT SUM(amount) FROM holds WHERE account = a.id AND state = 'active'), 0)
+         FROM accounts a WHERE a.kind <> 'system'",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, balance, held, holds) = row?;
+        if balance < 0 || held < 0 || held > balance {
+            problems.push(format!("account {id}: balance {balance}, held {held}"));
+        }
+        if held != holds {
+            problems.push(format!(
+                "account {id}: held {held} but active holds sum to {holds}"
+            ));
+        }
+    }
+
+    // 3. Per currency: all balances sum to zero and user-side money equals the top-ups.
+    let mut per: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    let mut stmt = conn.prepare("SELECT currency, SUM(balance) FROM accounts GROUP BY currency")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (cur, total) = row?;
+        per.entry(cur).or_default().0 = total;
+    }
+    let mut stmt = conn.prepare(
+        "SELECT a.currency,
+                SUM(CASE WHEN a.kind <> 'system' THEN a.balance ELSE 0 END),
+                COALESCE((SELECT SUM(t.amount) FROM transfers t
+                          WHERE t.kind = 'topup' AND t.currency = a.currency), 0)
+         FROM accounts a GROUP BY a.currency",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })? {
+        let (cur, users, topups) = row?;
+        let e = per.entry(cur).or_default();
+        e.1 = users;
+        e.2 = topups;
+    }
+    let mut currencies = Vec::new();
+    for (cur, (total, users, topups)) in per {
+        if total != 0 {
+            problems.push(format!("{cur}: balances sum to {total}, not 0"));
+        }
+        if users != topups {
+            problems.push(format!(
+                "{cur}: accounts hold {users} but top-ups total {topups}"
+            ));
+        }
+        currencies.push(CurrencyAudit {
+            currency: cur,
+            topped_up_minor: topups.max(0) as u64,
+            balances_minor: users.max(0) as u64,
+        });
+    }
+
+    // 4. Every paid order has exactly one payment transfer of its amount; no other order has one.
+    let bad_orders: Vec<String> = conn
+        .prepare(
+            "SELECT o.id FROM orders o
+             WHERE (o.status = 'paid') <> (
+                 (SELECT COUNT(*) FROM transfers t
+                  WHERE t.reference = o.id AND t.kind = 'payment' AND t.amount = o.amount) = 1)
+                OR (SELECT COUNT(*) FROM transfers t WHERE t.reference = o.id AND t.kind = 'payment') > 1",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in bad_orders {
+        problems.push(format!("order {id}: status and payment transfers disagree"));
+    }
+
+    Ok(AuditReport {
+        ok: problems.is_empty(),
+        accounts,
+        transfers,
+        currencies,
+        problems,
+    })
+}

@@ -1,0 +1,202 @@
+//! Couchpay's stub payment server: orders, a double-entry ledger on SQLite, sessions,
+//! and server-sent events for TVs and companions.
+//!
+//! The binary only parses [`Config`] and calls [`serve`]; tests call [`testing::TestServer`]
+//! or build the router with [`app`] and drive it in-process.
+
+pub mod accounts;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod ledger;
+pub mod orders;
+pub mod paypage;
+pub mod phone;
+pub mod pin;
+pub mod ratelimit;
+pub mod seed;
+pub mod sessions;
+pub mod sms;
+pub mod sse;
+pub mod store;
+pub mod testing;
+pub mod web;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use protocol::ServerUrl;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::trace::TraceLayer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Config;
+use events::Hub;
+use ratelimit::RateLimiter;
+use store::Store;
+
+/// Shared state of every handler.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub catalog: catalog::Store,
+    pub config: Config,
+    pub public_url: ServerUrl,
+    pub clock: Arc<dyn Clock>,
+    pub code_limiter: RateLimiter,
+    /// The SMS gateway (the stub's outbox).
+    pub sms: Arc<dyn sms::SmsSender>,
+    /// Flips to `true` on shutdown; event streams end on it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Opens the database, loads the catalog and seeds first-start data.
+    pub async fn open(
+        config: Config,
+        public_url: ServerUrl,
+        clock: Arc<dyn Clock>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        let catalog = catalog::Store::load(&config.assets.join("catalog.json"))?;
+        let hub = Arc::new(Hub::new());
+        let store = Store::open(&config.database, config.max_batch, hub.clone())
+            .with_context(|| format!("opening database {}", config.database.display()))?;
+        seed::run(&store, &catalog, !config.no_demo, clock.now_ms()).await?;
+        Ok(Self(Arc::new(Inner {
+            hub,
+            catalog,
+            config,
+            public_url,
+            clock,
+            code_limiter: RateLimiter::new(
+                ratelimit::CODE_LOOKUP_BURST,
+                ratelimit::CODE_LOOKUPS_PER_MIN,
+            ),
+            sms: Arc::new(sms::OutboxSms {
+                store: store.clone(),
+            }),
+            store,
+            shutdown,
+        })))
+    }
+}
+
+/// The whole HTTP API.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(orders::router())
+        .merge(sessions::router())
+        .merge(phone::router())
+        .merge(accounts::router())
+        .merge(web::router())
+        .fallback(|| async { error::ApiError::InvalidRequest("no such endpoint".into()) })
+        .layer(DefaultBodyLimit::max(config::MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then drains: event streams
+/// end, in-flight requests finish, the writer commits what it has and stops.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop_streams: watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let sweeper = tokio::spawn(sweep_loop(state.clone()));
+    let router = app(state);
+    let signal = async move {
+        shutdown.await;
+        let _ = stop_streams.send(true);
+    };
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .await?;
+    sweeper.abort();
+    Ok(())
+}
+
+/// Expires orders on time (pushing their events) and prunes idle event channels.
+async fn sweep_loop(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_millis(config::SWEEP_INTERVAL_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = orders::sweep_expired(&state).await {
+            tracing::warn!(error = %e, "expiry sweep failed");
+        }
+        state.hub.prune();
+    }
+}
+
+/// A server started by [`serve`].
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub url: ServerUrl,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Shuts down gracefully and waits for the server task.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+/// Binds `config.bind`, opens everything and serves in a background task.
+pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let url = config.public_url(addr)?;
+    let (streams_tx, streams_rx) = watch::channel(false);
+    let state = AppState::open(config, url.clone(), clock, streams_rx).await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(
+        listener,
+        state.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+        streams_tx,
+    ));
+    Ok(RunningServer {
+        addr,
+        url,
+        state,
+        stop: Some(stop_tx),
+        task,
+    })
+}

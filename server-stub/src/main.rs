@@ -1,0 +1,88 @@
+//! `couchpay-server`: runs the stub server, or audits a database.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use server_stub::{Config, SystemClock};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "couchpay-server",
+    version,
+    about = "Couchpay stub payment server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Check the ledger of the database and exit non-zero if anything is wrong.
+    Audit,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::Audit => audit(cli.config),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = server_stub::serve(config, Arc::new(SystemClock)).await?;
+    tracing::info!(url = %server.url, "Couchpay server listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn audit(config: Config) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open_with_flags(
+        &config.database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .with_context(|| format!("opening {}", config.database.display()))?;
+    let report = server_stub::ledger::audit(&conn).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    anyhow::ensure!(
+        report.ok,
+        "ledger audit found {} problem(s)",
+        report.problems.len()
+    );
+    Ok(())
+}

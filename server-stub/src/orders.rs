@@ -1,0 +1,631 @@
+//! Orders: create, read, look up by short code, pay, cancel, expire, and their events
+//! (SPEC P1, P5–P8).
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::{
+    AccountEvent, AccountId, CancelOrder, CreateOrder, CreatedOrder, Device, DeviceId, Entitlement,
+    Entitlements, FundingSource, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, ItemId, ItemKind,
+    Merchant, Money, Order, OrderEvent, OrderId, OrderItem, OrderStatus, PayLink, PayRequest,
+    PayerAuth, Receipt, ServerUrl, ShortCode, Token,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{ApiError, ApiResult};
+use crate::events::Event;
+use crate::extract::{ApiJson, ClientIp};
+use crate::{AppState, ledger, pin, sessions, sse};
+
+/// Longest friendly device name accepted.
+pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+/// Longest delivery address accepted.
+pub const MAX_ADDRESS_CHARS: usize = 500;
+/// Orders expired per sweep transaction.
+const SWEEP_BATCH: usize = 500;
+/// Attempts to find a short code not used by another live order.
+const SHORT_CODE_ATTEMPTS: usize = 8;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orders", post(create))
+        .route("/v1/orders/{id}", get(fetch))
+        .route("/v1/orders/by-code/{code}", get(by_code))
+        .route("/v1/orders/{id}/pay", post(pay))
+        .route("/v1/orders/{id}/cancel", post(cancel))
+        .route("/v1/orders/{id}/events", get(events))
+        .route("/v1/devices/{id}/entitlements", get(entitlements))
+}
+
+pub fn parse_order_id(s: &str) -> ApiResult<OrderId> {
+    OrderId::parse(s).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+}
+
+/// An order as stored.
+#[derive(Clone, Debug)]
+pub struct OrderRow {
+    pub id: OrderId,
+    pub short_code: ShortCode,
+    pub item: OrderItem,
+    pub period_days: Option<u32>,
+    pub amount: Money,
+    pub merchant: Merchant,
+    pub device: Device,
+    pub tv_token_hash: String,
+    pub status: OrderStatus,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub paid_at_ms: Option<i64>,
+    pub payer: Option<String>,
+    pub delivery_address: Option<String>,
+}
+
+fn kind_str(k: ItemKind) -> &'static str {
+    match k {
+        ItemKind::Video => "video",
+        ItemKind::Membership => "membership",
+        ItemKind::Physical => "physical",
+    }
+}
+
+fn bad_row(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text)
+}
+
+const ORDER_COLUMNS: &str = "id, short_code, item_id, item_title, item_kind, period_days, amount,
+    currency, merchant_id, merchant_name, device_id, device_name, tv_token_hash, status,
+    created_at_ms, expires_at_ms, paid_at_ms, payer, delivery_address";
+
+fn order_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
+    let s = |i: usize| r.get::<_, String>(i);
+    let kind = match s(4)?.as_str() {
+        "video" => ItemKind::Video,
+        "membership" => ItemKind::Membership,
+        "physical" => ItemKind::Physical,
+        _ => return Err(bad_row("item_kind")),
+    };
+    let status = match s(13)?.as_str() {
+        "pending" => OrderStatus::Pending,
+        "paid" => OrderStatus::Paid,
+        "expired" => OrderStatus::Expired,
+        "cancelled" => OrderStatus::Cancelled,
+        _ => return Err(bad_row("status")),
+    };
+    Ok(OrderRow {
+        id: OrderId::parse(&s(0)?).map_err(|_| bad_row("id"))?,
+        short_code: ShortCode::parse(&s(1)?).map_err(|_| bad_row("short_code"))?,
+        item: OrderItem {
+            id: ItemId::parse(&s(2)?).map_err(|_| bad_row("item_id"))?,
+            title: s(3)?,
+            kind,
+        },
+        period_days: r.get(5)?,
+        amount: Money::new(
+            r.get::<_, i64>(6)? as u64,
+            protocol::Currency::parse(&s(7)?).map_err(|_| bad_row("currency"))?,
+        ),
+        merchant: Merchant {
+            id: AccountId::parse(&s(8)?).map_err(|_| bad_row("merchant_id"))?,
+            name: s(9)?,
+        },
+        device: Device {
+            id: DeviceId::parse(&s(10)?).map_err(|_| bad_row("device_id"))?,
+            name: s(11)?,
+        },
+        tv_token_hash: s(12)?,
+        status,
+        created_at_ms: r.get(14)?,
+        expires_at_ms: r.get(15)?,
+        paid_at_ms: r.get(16)?,
+        payer: r.get(17)?,
+        delivery_address: r.get(18)?,
+    })
+}
+
+pub fn load_order(conn: &Connection, id: &OrderId) -> ApiResult<Option<OrderRow>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"))?
+        .query_row([id.as_str()], order_from_row)
+        .optional()?)
+}
+
+impl OrderRow {
+    pub fn to_order(&self, server: &ServerUrl) -> Order {
+        Order {
+            id: self.id.clone(),
+            short_code: self.short_code.clone(),
+            pay_link: PayLink::new(server.clone(), self.id.clone()),
+            item: self.item.clone(),
+            amount: self.amount,
+            merchant: self.merchant.clone(),
+            device: self.device.clone(),
+            status: self.status,
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            paid_at_ms: self.paid_at_ms,
+        }
+    }
+
+    /// The status as payers must see it: a pending order past its expiry is expired
+    /// even before the sweeper has marked it.
+    pub fn effective_status(&self, now_ms: i64) -> OrderStatus {
+        if self.status == OrderStatus::Pending && now_ms >= self.expires_at_ms {
+            OrderStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+fn clean_text(s: &str, max_chars: usize, what: &str) -> ApiResult<String> {
+    let t = s.trim();
+    if t.chars().count() > max_chars || t.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest(format!(
+            "{what} must be at most {max_chars} characters without control characters"
+        )));
+    }
+    Ok(t.to_owned())
+}
+
+async fn create(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<CreateOrder>,
+) -> ApiResult<Json<CreatedOrder>> {
+    let item = s
+        .catalog
+        .item(&req.item_id)
+        .ok_or(ApiError::UnknownItem)?
+        .clone();
+    let device_name = clean_text(&req.device_name, MAX_DEVICE_NAME_CHARS, "device_name")?;
+    let now = s.clock.now_ms();
+    let expires = now + (s.config.order_ttl_s as i64) * 1000;
+    let tv_token = Token::random();
+    let token_hash = sessions::hash_token(&tv_token);
+    let server = s.public_url.clone();
+    let order = s
+        .store
+        .write(move |conn, _| {
+            let id = OrderId::random();
+            for _ in 0..SHORT_CODE_ATTEMPTS {
+                let code = ShortCode::random();
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO orders (id, short_code, item_id, item_title, item_kind,
+                            period_days, amount, currency, merchant_id, merchant_name, device_id,
+                            device_name, tv_token_hash, status, created_at_ms, expires_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                            'pending', ?14, ?15)
+                         ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![
+                        id.as_str(),
+                        code.as_str(),
+                        item.id.as_str(),
+                        item.title,
+                        kind_str(item.kind),
+                        item.period_days,
+                        item.price.minor as i64,
+                        item.price.currency.as_str(),
+                        item.merchant.id.as_str(),
+                        item.merchant.name,
+                        req.device_id.as_str(),
+                        device_name,
+                        token_hash,
+                        now,
+                        expires,
+                    ])?;
+                if inserted == 1 {
+                    let row = load_order(conn, &id)?.ok_or(ApiError::UnknownOrder)?;
+                    return Ok(row.to_order(&server));
+                }
+                // Another live order holds this short code: draw again.
+            }
+            Err(ApiError::Unavailable)
+        })
+        .await?;
+    tracing::info!(order = %order.id, item = %order.item.id, device = %order.device.id, "order created");
+    Ok(Json(CreatedOrder { order, tv_token }))
+}
+
+/// Reads an order with its effective status.
+async fn read_order(s: &AppState, id: OrderId) -> ApiResult<Order> {
+    let now = s.clock.now_ms();
+    let server = s.public_url.clone();
+    s.store
+        .read(move |conn| {
+            let row = load_order(conn, &id)?.ok_or(ApiError::UnknownOrder)?;
+            let mut order = row.to_order(&server);
+            order.status = row.effective_status(now);
+            Ok(order)
+        })
+        .await
+}
+
+async fn fetch(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Order>> {
+    Ok(Json(read_order(&s, parse_order_id(&id)?).await?))
+}
+
+async fn by_code(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(code): Path<String>,
+) -> ApiResult<Json<Order>> {
+    // Count every attempt, well-formed or not: guessing is what is being limited.
+    s.code_limiter
+        .check(ip)
+        .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
+    let code = ShortCode::parse(&code).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let id = s
+        .store
+        .read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id FROM orders WHERE short_code = ?1 AND status = 'pending'",
+            )?
+            .query_row([code.as_str()], |r| r.get::<_, String>(0))
+            .optional()?
+            .ok_or(ApiError::UnknownOrder)
+        })
+        .await?;
+    Ok(Json(read_order(&s, parse_order_id(&id)?).await?))
+}
+
+enum Proof {
+    PinChecked,
+    Session(String),
+}
+
+async fn pay(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PayRequest>,
+) -> ApiResult<Json<Receipt>> {
+    let id = parse_order_id(&id)?;
+    let key = headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .ok_or_else(|| ApiError::InvalidRequest("the Idempotency-Key header is required".into()))?
+        .to_str()
+        .ok()
+        .and_then(|k| IdempotencyKey::parse(k).ok())
+        .ok_or_else(|| ApiError::InvalidRequest("malformed Idempotency-Key header".into()))?;
+    let address = req
+        .delivery_address
+        .as_deref()
+        .map(|a| clean_text(a, MAX_ADDRESS_CHARS, "delivery_address"))
+        .transpose()?
+        .filter(|a| !a.is_empty());
+    let now = s.clock.now_ms();
+    let proof = match &req.auth {
+        PayerAuth::Pin(p) => {
+            pin::check(&s.store, &req.account, p, now).await?;
+            Proof::PinChecked
+        }
+        PayerAuth::Session(t) => Proof::Session(sessions::hash_token(t)),
+    };
+    let server = s.public_url.clone();
+    let payer = req.account;
+    let receipt = s
+        .store
+        .write(move |conn, events| {
+            if let Proof::Session(hash) = &proof {
+                sessions::check(conn, hash, &payer, now)?;
+            }
+            pay_in_tx(conn, events, &server, &id, &payer, &key, address, now)
+        })
+        .await?;
+    Ok(Json(receipt))
+}
+
+pub fn receipt_of(
+    row: &OrderRow,
+    key: &IdempotencyKey,
+    payer: &AccountId,
+    funding: FundingSource,
+) -> Receipt {
+    Receipt {
+        payment_id: key.clone(),
+        order_id: row.id.clone(),
+        item: row.item.clone(),
+        amount: row.amount,
+        merchant: row.merchant.clone(),
+        device: row.device.clone(),
+        payer: payer.clone(),
+        funding,
+        paid_at_ms: row.paid_at_ms.unwrap_or(row.created_at_ms),
+    }
+}
+
+/// Only goods are delivered: an address sent for anything else is not kept.
+fn kept_address(row: &OrderRow, address: &Option<String>) -> Option<String> {
+    match row.item.kind {
+        ItemKind::Physical => address.clone(),
+        _ => None,
+    }
+}
+
+pub fn funding_from_str(s: &str) -> FundingSource {
+    if s == "card" {
+        FundingSource::Card
+    } else {
+        FundingSource::Wallet
+    }
+}
+
+fn funding_str(f: FundingSource) -> &'static str {
+    match f {
+        FundingSource::Wallet => "wallet",
+        FundingSource::Card => "card",
+    }
+}
+
+/// The atomic payment step: checks, debits the payer (wallet, else linked card),
+/// credits the merchant, marks the order paid, records the idempotency key, grants
+/// the entitlement and queues the events, all in the caller's transaction.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one checked input of the payment"
+)]
+pub fn pay_in_tx(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    server: &ServerUrl,
+    id: &OrderId,
+    payer: &AccountId,
+    key: &IdempotencyKey,
+    address: Option<String>,
+    now: i64,
+) -> ApiResult<Receipt> {
+    // A replay answers with the original result; the same key for something else is refused.
+    let previous: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT order_id, funding FROM payments WHERE payer = ?1 AND idem_key = ?2",
+        )?
+        .query_row([payer.as_str(), key.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if let Some((order_id, funding)) = previous {
+        let row = load_order(conn, id)?;
+        return match row {
+            Some(row)
+                if order_id == id.as_str()
+                    && row.delivery_address == kept_address(&row, &address) =>
+            {
+                Ok(receipt_of(&row, key, payer, funding_from_str(&funding)))
+            }
+            _ => Err(ApiError::IdempotencyConflict),
+        };
+    }
+
+    let row = load_order(conn, id)?.ok_or(ApiError::UnknownOrder)?;
+    match row.effective_status(now) {
+        OrderStatus::Pending => {}
+        OrderStatus::Paid => return Err(ApiError::AlreadyPaid),
+        OrderStatus::Expired => return Err(ApiError::OrderExpired),
+        OrderStatus::Cancelled => return Err(ApiError::OrderCancelled),
+    }
+    let address = kept_address(&row, &address);
+    if row.item.kind == ItemKind::Physical && address.is_none() {
+        return Err(ApiError::DeliveryAddressRequired);
+    }
+
+    let wallet = ledger::get_account(conn, payer.as_str())?
+        .filter(|a| a.kind == "wallet")
+        .ok_or(ApiError::UnknownAccount)?;
+    let need = row.amount.minor as i64;
+    let card: Option<ledger::Account> = conn
+        .prepare_cached("SELECT id FROM accounts WHERE owner = ?1 AND kind = 'card'")?
+        .query_row([payer.as_str()], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|cid| ledger::get_account(conn, &cid))
+        .transpose()?
+        .flatten();
+    let usable = |a: &ledger::Account| a.currency == row.amount.currency && a.available() >= need;
+    let (source, funding) = if usable(&wallet) {
+        (wallet.id.to_string(), FundingSource::Wallet)
+    } else if let Some(c) = card.as_ref().filter(|c| usable(c)) {
+        (c.id.to_string(), FundingSource::Card)
+    } else {
+        let show = |a: &ledger::Account| Money::new(a.available().max(0) as u64, a.currency);
+        let mut why = format!("{} needed, wallet has {}", row.amount, show(&wallet));
+        match &card {
+            Some(c) => why.push_str(&format!(", linked card has {}", show(c))),
+            None => why.push_str(", no linked card"),
+        }
+        return Err(ApiError::InsufficientFunds(why));
+    };
+
+    let transfer = ledger::transfer(
+        conn,
+        &source,
+        row.merchant.id.as_str(),
+        row.amount,
+        "payment",
+        Some(id.as_str()),
+        now,
+    )?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE orders SET status = 'paid', paid_at_ms = ?2, payer = ?3, delivery_address = ?4
+             WHERE id = ?1 AND status = 'pending'",
+        )?
+        .execute(params![id.as_str(), now, payer.as_str(), address])?;
+    if changed != 1 {
+        return Err(ApiError::AlreadyPaid);
+    }
+    conn.prepare_cached(
+        "INSERT INTO payments (payer, idem_key, order_id, funding, transfer_id, paid_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        payer.as_str(),
+        key.as_str(),
+        id.as_str(),
+        funding_str(funding),
+        transfer,
+        now
+    ])?;
+
+    // Entitlement (SPEC P7): a membership bought while one is active extends it.
+    let valid_until = match row.period_days {
+        Some(days) if row.item.kind == ItemKind::Membership => {
+            let current_end: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT MAX(e.valid_until_ms) FROM entitlements e JOIN orders o ON o.id = e.order_id
+                     WHERE e.device_id = ?1 AND o.item_id = ?2 AND e.valid_until_ms > ?3",
+                )?
+                .query_row(params![row.device.id.as_str(), row.item.id.as_str(), now], |r| r.get(0))?;
+            Some(current_end.unwrap_or(now) + i64::from(days) * 86_400_000)
+        }
+        _ => None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO entitlements (order_id, device_id, granted_at_ms, valid_until_ms)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        id.as_str(),
+        row.device.id.as_str(),
+        now,
+        valid_until
+    ])?;
+
+    let mut paid = row;
+    paid.status = OrderStatus::Paid;
+    paid.paid_at_ms = Some(now);
+    let receipt = receipt_of(&paid, key, payer, funding);
+    events.push(Event::Order(OrderEvent::Paid {
+        order: paid.to_order(server),
+    }));
+    events.push(Event::Account(
+        payer.clone(),
+        AccountEvent::Receipt {
+            receipt: receipt.clone(),
+        },
+    ));
+    Ok(receipt)
+}
+
+async fn cancel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CancelOrder>,
+) -> ApiResult<Json<Order>> {
+    let id = parse_order_id(&id)?;
+    let hash = sessions::hash_token(&req.tv_token);
+    let now = s.clock.now_ms();
+    let server = s.public_url.clone();
+    let order = s
+        .store
+        .write(move |conn, events| {
+            let mut row = load_order(conn, &id)?.ok_or(ApiError::UnknownOrder)?;
+            if !sessions::constant_time_eq(row.tv_token_hash.as_bytes(), hash.as_bytes()) {
+                return Err(ApiError::Unauthorized(
+                    "only the TV that created an order can cancel it",
+                ));
+            }
+            match row.effective_status(now) {
+                OrderStatus::Pending => {}
+                // Cancelling twice is harmless: answer with the order as it is.
+                OrderStatus::Cancelled => return Ok(row.to_order(&server)),
+                OrderStatus::Paid => return Err(ApiError::AlreadyPaid),
+                OrderStatus::Expired => return Err(ApiError::OrderExpired),
+            }
+            conn.prepare_cached(
+                "UPDATE orders SET status = 'cancelled' WHERE id = ?1 AND status = 'pending'",
+            )?
+            .execute([id.as_str()])?;
+            row.status = OrderStatus::Cancelled;
+            let order = row.to_order(&server);
+            events.push(Event::Order(OrderEvent::Cancelled {
+                order: order.clone(),
+            }));
+            Ok(order)
+        })
+        .await?;
+    tracing::info!(order = %order.id, "order cancelled");
+    Ok(Json(order))
+}
+
+/// Marks pending orders past their expiry as expired and queues their events.
+/// Returns how many were expired.
+pub async fn sweep_expired(s: &AppState) -> ApiResult<usize> {
+    let now = s.clock.now_ms();
+    let server = s.public_url.clone();
+    s.store
+        .write(move |conn, events| {
+            let rows: Vec<OrderRow> = conn
+                .prepare_cached(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE status = 'pending' AND expires_at_ms <= ?1 LIMIT ?2"
+                ))?
+                .query_map(params![now, SWEEP_BATCH as i64], order_from_row)?
+                .collect::<Result<_, _>>()?;
+            for mut row in rows.iter().cloned() {
+                conn.prepare_cached("UPDATE orders SET status = 'expired' WHERE id = ?1")?
+                    .execute([row.id.as_str()])?;
+                row.status = OrderStatus::Expired;
+                events.push(Event::Order(OrderEvent::Expired {
+                    order: row.to_order(&server),
+                }));
+            }
+            Ok(rows.len())
+        })
+        .await
+}
+
+async fn events(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let id = parse_order_id(&id)?;
+    // Subscribe before reading the snapshot, so no event can fall between the two.
+    let rx = s.hub.subscribe_order(&id)?;
+    let order = read_order(&s, id).await?;
+    let first = OrderEvent::Snapshot { order };
+    Ok(sse::stream(
+        first,
+        rx,
+        s.shutdown.clone(),
+        |e: &OrderEvent| e.order().status.is_final(),
+    ))
+}
+
+async fn entitlements(
+    State(s): State<AppState>,
+    Path(device): Path<String>,
+) -> ApiResult<Json<Entitlements>> {
+    let device = DeviceId::parse(&device).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let d = device.clone();
+    let list = s
+        .store
+        .read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.order_id, o.item_id, o.item_title, o.item_kind, e.granted_at_ms, e.valid_until_ms
+                 FROM entitlements e JOIN orders o ON o.id = e.order_id
+                 WHERE e.device_id = ?1 ORDER BY e.granted_at_ms DESC LIMIT 500",
+            )?;
+            let rows = stmt.query_map([d.as_str()], |r| {
+                let kind = match r.get::<_, String>(3)?.as_str() {
+                    "video" => ItemKind::Video,
+                    "membership" => ItemKind::Membership,
+                    _ => ItemKind::Physical,
+                };
+                Ok(Entitlement {
+                    order_id: OrderId::parse(&r.get::<_, String>(0)?).map_err(|_| bad_row("order_id"))?,
+                    item: OrderItem {
+                        id: ItemId::parse(&r.get::<_, String>(1)?).map_err(|_| bad_row("item_id"))?,
+                        title: r.get(2)?,
+                        kind,
+                    },
+                    granted_at_ms: r.get(4)?,
+                    valid_until_ms: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?;
+    Ok(Json(Entitlements {
+        device_id: device,
+        entitlements: list,
+    }))
+}

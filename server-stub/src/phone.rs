@@ -1,0 +1,233 @@
+//! Pay by phone number (SPEC W2–W6): the TV sends a number typed on its pad; a bound
+//! number gets an SMS with a 6-digit code whose reply completes the payment, an unbound
+//! number gets an SMS with the pay link.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::{
+    AccountId, IdempotencyKey, OrderStatus, PhoneConfirm, PhoneNumber, PhonePayKind,
+    PhonePayRequest, PhonePayStarted, Receipt, SmsMessage,
+};
+use rusqlite::{OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::orders::{load_order, parse_order_id, pay_in_tx};
+use crate::sms::{outbox, parse_phone};
+use crate::{AppState, accounts, sessions};
+
+/// How long an SMS code works.
+pub const CODE_TTL_S: u64 = 5 * 60;
+/// Wrong codes allowed before the code is void.
+pub const CODE_ATTEMPTS: u32 = 3;
+/// Phone-number requests (SMS sent) per order.
+pub const MAX_PHONE_REQUESTS_PER_ORDER: u32 = 3;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orders/{id}/phone", post(start))
+        .route("/v1/orders/{id}/phone/confirm", post(confirm))
+        .route("/v1/accounts/{id}/sms", get(account_sms))
+        .route("/v1/admin/sms/{phone}", get(admin_outbox))
+}
+
+fn code_hash(order: &str, code: &str) -> String {
+    protocol::hex(&Sha256::digest(format!("{order}:{code}").as_bytes()))
+}
+
+/// A uniformly random 6-digit code (rejection sampling avoids modulo bias).
+fn random_code() -> String {
+    loop {
+        let n = u32::from_le_bytes(protocol::random_bytes::<4>());
+        if n < 4_294_000_000 {
+            return format!("{:06}", n % 1_000_000);
+        }
+    }
+}
+
+async fn start(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PhonePayRequest>,
+) -> ApiResult<Json<PhonePayStarted>> {
+    let id = parse_order_id(&id)?;
+    let now = s.clock.now_ms();
+    let token_hash = sessions::hash_token(&req.tv_token);
+    let code = random_code();
+    let hash = code_hash(id.as_str(), &code);
+    let expires = now + CODE_TTL_S as i64 * 1000;
+    let phone = req.phone.clone();
+    let oid = id.clone();
+    let (row, bound) = s
+        .store
+        .write(move |conn, _| {
+            let row = load_order(conn, &oid)?.ok_or(ApiError::UnknownOrder)?;
+            if !sessions::constant_time_eq(row.tv_token_hash.as_bytes(), token_hash.as_bytes()) {
+                return Err(ApiError::Unauthorized(
+                    "only the TV showing an order can send it to a phone",
+                ));
+            }
+            match row.effective_status(now) {
+                OrderStatus::Pending => {}
+                OrderStatus::Paid => return Err(ApiError::AlreadyPaid),
+                OrderStatus::Expired => return Err(ApiError::OrderExpired),
+                OrderStatus::Cancelled => return Err(ApiError::OrderCancelled),
+            }
+            let count: u32 = conn
+                .prepare_cached(
+                    "INSERT INTO phone_requests (order_id, count) VALUES (?1, 1)
+                     ON CONFLICT(order_id) DO UPDATE SET count = count + 1 RETURNING count",
+                )?
+                .query_row([oid.as_str()], |r| r.get(0))?;
+            if count > MAX_PHONE_REQUESTS_PER_ORDER {
+                return Err(ApiError::TooManyAttempts);
+            }
+            let bound: Option<String> = conn
+                .prepare_cached("SELECT account FROM phone_bindings WHERE phone = ?1")?
+                .query_row([phone.as_str()], |r| r.get(0))
+                .optional()?;
+            if let Some(account) = &bound {
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO phone_challenges
+                        (order_id, phone, account, code_hash, expires_at_ms, attempts_left, used)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                )?
+                .execute(params![
+                    oid.as_str(),
+                    phone.as_str(),
+                    account,
+                    hash,
+                    expires,
+                    CODE_ATTEMPTS
+                ])?;
+            }
+            Ok((row, bound.is_some()))
+        })
+        .await?;
+    let what = format!("{} ({}) on {}", row.item.title, row.amount, row.device.name);
+    let (kind, body) = if bound {
+        (
+            PhonePayKind::CodeSent,
+            format!(
+                "Couchpay: pay {what}? Your code is {code}. It works for {} minutes. \
+                 Never share it with anyone who calls you.",
+                CODE_TTL_S / 60
+            ),
+        )
+    } else {
+        (
+            PhonePayKind::LinkSent,
+            format!(
+                "Couchpay: {what}. Pay here: {}",
+                row.to_order(&s.public_url).pay_link
+            ),
+        )
+    };
+    s.sms.send(&req.phone, &body, now).await?;
+    tracing::info!(order = %id, phone = %req.phone.masked(), ?kind, "phone payment started");
+    Ok(Json(PhonePayStarted {
+        kind,
+        phone_masked: req.phone.masked(),
+        code_expires_at_ms: bound.then_some(expires),
+    }))
+}
+
+async fn confirm(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PhoneConfirm>,
+) -> ApiResult<Json<Receipt>> {
+    let id = parse_order_id(&id)?;
+    let code = req.code.trim().to_owned();
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::InvalidRequest("the code is 6 digits".into()));
+    }
+    let now = s.clock.now_ms();
+    let server = s.public_url.clone();
+    s.store
+        .write(move |conn, events| {
+            let ch: Option<(String, String, String, i64, u32, bool)> = conn
+                .prepare_cached(
+                    "SELECT phone, account, code_hash, expires_at_ms, attempts_left, used
+                     FROM phone_challenges WHERE order_id = ?1",
+                )?
+                .query_row([id.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })
+                .optional()?;
+            let Some((phone, account, hash, expires, left, used)) = ch else {
+                return Err(ApiError::CodeExpired("no code was sent for this order"));
+            };
+            if phone != req.phone.as_str() {
+                return Err(ApiError::CodeExpired("no code was sent to this number for this order"));
+            }
+            if left == 0 {
+                return Err(ApiError::TooManyAttempts);
+            }
+            if !used && now >= expires {
+                return Err(ApiError::CodeExpired("the code has expired; ask the TV for a new one"));
+            }
+            if !sessions::constant_time_eq(hash.as_bytes(), code_hash(id.as_str(), &code).as_bytes()) {
+                // Keep the spent try even though this request fails.
+                conn.prepare_cached(
+                    "UPDATE phone_challenges SET attempts_left = attempts_left - 1 WHERE order_id = ?1",
+                )?
+                .execute([id.as_str()])?;
+                return Ok(Err(if left <= 1 {
+                    ApiError::TooManyAttempts
+                } else {
+                    ApiError::WrongCode { remaining: left - 1 }
+                }));
+            }
+            let address: Option<String> = conn
+                .prepare_cached("SELECT delivery_address FROM phone_bindings WHERE phone = ?1")?
+                .query_row([phone.as_str()], |r| r.get(0))
+                .optional()?
+                .flatten();
+            let payer = AccountId::parse(&account).map_err(ApiError::internal)?;
+            // One payment per order through this path: a repeated correct reply replays it.
+            let key = IdempotencyKey::parse(&format!("sms-{id}")).map_err(ApiError::internal)?;
+            let receipt = pay_in_tx(conn, events, &server, &id, &payer, &key, address, now)?;
+            conn.prepare_cached("UPDATE phone_challenges SET used = 1 WHERE order_id = ?1")?
+                .execute([id.as_str()])?;
+            Ok(Ok(receipt))
+        })
+        .await?
+        .map(Json)
+}
+
+async fn account_sms(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<SmsMessage>>> {
+    let id = AccountId::parse(&id).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    sessions::authorize(&s, &headers, &id).await?;
+    let list = s
+        .store
+        .read(move |conn| {
+            let phones: Vec<PhoneNumber> = conn
+                .prepare_cached("SELECT phone FROM phone_bindings WHERE account = ?1")?
+                .query_map([id.as_str()], |r| r.get::<_, String>(0))?
+                .filter_map(|p| p.ok().and_then(|p| PhoneNumber::parse(&p).ok()))
+                .collect();
+            outbox(conn, &phones)
+        })
+        .await?;
+    Ok(Json(list))
+}
+
+async fn admin_outbox(
+    State(s): State<AppState>,
+    Path(phone): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<SmsMessage>>> {
+    accounts::admin(&s, &headers)?;
+    let phone = parse_phone(&phone)?;
+    Ok(Json(
+        s.store.read(move |conn| outbox(conn, &[phone])).await?,
+    ))
+}

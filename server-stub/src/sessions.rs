@@ -1,0 +1,95 @@
+//! Sessions: account + PIN → a short-lived bearer token, so companions (and the load
+//! generator) do not pay the argon2 cost on every payment. Only token hashes are stored.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use protocol::{AccountId, LoginRequest, Session, Token};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::config::SESSION_TTL_S;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::{AppState, ledger, pin};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/sessions", post(login))
+}
+
+/// SHA-256 of a token, hex. Tokens carry 256 random bits, so a fast hash is enough:
+/// a leaked database does not reveal usable tokens.
+pub fn hash_token(t: &Token) -> String {
+    protocol::hex(&Sha256::digest(t.expose().as_bytes()))
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The bearer token of a request, if well-formed.
+pub fn bearer(headers: &HeaderMap) -> ApiResult<Token> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| Token::parse(t.trim()).ok())
+        .ok_or(ApiError::Unauthorized("a session token is required"))
+}
+
+/// Checks that the session with token hash `hash` is live and belongs to `account`.
+pub fn check(conn: &Connection, hash: &str, account: &AccountId, now_ms: i64) -> ApiResult<()> {
+    let found: Option<(String, i64)> = conn
+        .prepare_cached("SELECT account, expires_at_ms FROM sessions WHERE token_hash = ?1")?
+        .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match found {
+        Some((acc, exp)) if acc == account.as_str() && exp > now_ms => Ok(()),
+        Some((acc, _)) if acc == account.as_str() => Err(ApiError::Unauthorized(
+            "the session has expired; log in again",
+        )),
+        _ => Err(ApiError::Unauthorized(
+            "the session is not valid for this account",
+        )),
+    }
+}
+
+/// Checks a bearer session for `account` on a reader connection.
+pub async fn authorize(s: &AppState, headers: &HeaderMap, account: &AccountId) -> ApiResult<()> {
+    let hash = hash_token(&bearer(headers)?);
+    let now = s.clock.now_ms();
+    let account = account.clone();
+    s.store
+        .read(move |conn| check(conn, &hash, &account, now))
+        .await
+}
+
+async fn login(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<Session>> {
+    let now = s.clock.now_ms();
+    pin::check(&s.store, &req.account, &req.pin, now).await?;
+    let token = Token::random();
+    let hash = hash_token(&token);
+    let expires = now + SESSION_TTL_S as i64 * 1000;
+    let account = req.account.clone();
+    s.store
+        .write(move |conn, _| {
+            ledger::get_account(conn, account.as_str())?.ok_or(ApiError::UnknownAccount)?;
+            conn.prepare_cached("DELETE FROM sessions WHERE expires_at_ms <= ?1")?
+                .execute([now])?;
+            conn.prepare_cached(
+                "INSERT INTO sessions (token_hash, account, expires_at_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![hash, account.as_str(), expires])?;
+            Ok(())
+        })
+        .await?;
+    Ok(Json(Session {
+        account: req.account,
+        token,
+        expires_at_ms: expires,
+    }))
+}

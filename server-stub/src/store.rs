@@ -1,0 +1,220 @@
+//! Storage: one SQLite file in WAL mode with a single writer thread that commits in
+//! groups, and a small pool of reader connections.
+//!
+//! SQLite allows one writer at a time, and a durable commit costs an fsync. The writer
+//! thread takes every write job that is waiting (up to `max_batch`), runs each inside its
+//! own savepoint of one `BEGIN IMMEDIATE` transaction, commits once with
+//! `synchronous=FULL`, and only then answers the callers and publishes their events.
+//! So an acknowledged write has reached the disk, and one fsync is shared by many.
+//! `max_batch = 1` is the naive one-transaction-per-request baseline.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::{ApiError, ApiResult};
+use crate::events::{Event, Hub};
+
+/// Write jobs that may wait for the writer before callers get `unavailable`.
+pub const WRITE_QUEUE_LEN: usize = 8_192;
+/// Default number of write jobs committed together.
+pub const DEFAULT_MAX_BATCH: usize = 512;
+/// Reader connections.
+pub const READERS: usize = 4;
+/// How long a connection waits for a lock held by another process before failing.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_phone.sql"),
+];
+
+/// A write job: runs against the open transaction, pushes events to publish after the
+/// commit, and returns a completion that answers the caller once the commit is known.
+type Job = Box<dyn FnOnce(&Connection, &mut Vec<Event>) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Handle to the database, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<ReaderPool>,
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+struct ReaderPool {
+    conns: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an
+    // acknowledged payment survives power loss, not only a process kill.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Applies the migrations not yet applied (tracked in `PRAGMA user_version`).
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the database at `path` and starts the
+    /// writer thread, which publishes committed events to `hub`.
+    pub fn open(path: &Path, max_batch: usize, hub: Arc<Hub>) -> anyhow::Result<Self> {
+        let mut writer = open(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        migrate(&mut writer)?;
+        let mut conns = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            conns.push(open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?);
+        }
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_LEN);
+        let max_batch = max_batch.max(1);
+        std::thread::Builder::new()
+            .name("couchpay-writer".into())
+            .spawn(move || writer_loop(writer, rx, max_batch, hub))?;
+        Ok(Self {
+            writer: tx,
+            readers: Arc::new(ReaderPool {
+                conns: Mutex::new(conns),
+                permits: Semaphore::new(READERS),
+            }),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in the writer's transaction. Its changes (and the events it pushes) are
+    /// kept only if it returns `Ok`; the result arrives after the durable commit.
+    pub async fn write<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<Event>) -> ApiResult<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<ApiResult<T>>();
+        let job: Job = Box::new(move |conn, events| {
+            let mut mine = Vec::new();
+            let result = run_in_savepoint(conn, |c| f(c, &mut mine));
+            if result.is_ok() {
+                events.append(&mut mine);
+            }
+            Box::new(move |commit: Result<(), String>| {
+                let answer = match commit {
+                    Ok(()) => result,
+                    // The batch did not commit: nothing this job did is kept.
+                    Err(e) => Err(ApiError::Internal(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(answer);
+            })
+        });
+        self.writer
+            .try_send(job)
+            .map_err(|_| ApiError::Unavailable)?;
+        rx.await.map_err(|_| ApiError::Unavailable)?
+    }
+
+    /// Runs `f` on a reader connection on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> ApiResult<T> + Send + 'static,
+    {
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool
+                .conns
+                .lock()
+                .map_err(ApiError::internal)?
+                .pop()
+                .ok_or_else(|| ApiError::internal("reader pool empty"))?;
+            let result = f(&conn);
+            pool.conns.lock().map_err(ApiError::internal)?.push(conn);
+            result
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+}
+
+fn run_in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> ApiResult<T>,
+) -> ApiResult<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end)?;
+    result
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, hub: Arc<Hub>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
+    let mut events = Vec::new();
+    // `blocking_recv` returns None once every Store handle is gone: clean shutdown.
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begun {
+            // Dropping a job drops its reply channel: its caller sees `unavailable`.
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            batch.clear();
+            continue;
+        }
+        for job in batch.drain(..) {
+            completions.push(job(&conn, &mut events));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+            events.clear();
+            tracing::error!(error = ?commit, "group commit failed");
+        }
+        // Events first: by the time a payer sees its receipt, the TV's event is on its way.
+        for event in events.drain(..) {
+            hub.publish(event);
+        }
+        for done in completions.drain(..) {
+            done(commit.clone());
+        }
+    }
+    tracing::debug!("writer stopped");
+}
