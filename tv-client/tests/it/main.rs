@@ -1,0 +1,8 @@
+//! The TV client's integration tests, in one test binary: state machine, headless UI,
+//! mDNS on loopback, and flows against the real stub server.
+
+mod mdns;
+mod server;
+mod state;
+mod support;
+mod ui;

@@ -1,0 +1,314 @@
+//! Shared test fixtures: catalog and order builders, a scriptable fake backend, and a
+//! harness that runs the real runtime with answers collected on a channel.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use protocol::{
+    AccountId, Catalog, CatalogItem, CreateOrder, CreatedOrder, Currency, Device, DeviceId,
+    Entitlements, ItemId, ItemKind, Merchant, Money, Order, OrderEvent, OrderId, OrderItem,
+    OrderStatus, PayLink, PhoneNumber, PhonePayKind, PhonePayRequest, PhonePayStarted, ServerUrl,
+    ShortCode, Token,
+};
+use tv_client::runtime::{Backend, EventStream, Sink};
+use tv_client::state::{Failure, Identity, Input};
+
+/// Order lifetime used by fixtures, in milliseconds.
+pub(crate) const FIXTURE_TTL_MS: i64 = 5 * 60 * 1000;
+
+pub(crate) fn eur(minor: u64) -> Money {
+    Money::new(minor, Currency::parse("EUR").unwrap())
+}
+
+/// A TV with its own random serial, for tests that announce on `lo` while other tests
+/// run in parallel (each TV's mDNS instance name is derived from its serial).
+pub(crate) fn fresh_identity() -> Identity {
+    Identity {
+        device_id: DeviceId::random(),
+        tv_name: "Living-room TV".into(),
+    }
+}
+
+pub(crate) fn identity() -> Identity {
+    Identity {
+        device_id: DeviceId::parse("SN-TEST-0001").unwrap(),
+        tv_name: "Test-room TV".into(),
+    }
+}
+
+fn item(id: &str, title: &str, kind: ItemKind, minor: u64, merchant: &str) -> CatalogItem {
+    CatalogItem {
+        id: ItemId::parse(id).unwrap(),
+        title: title.into(),
+        kind,
+        description: format!("{title}, for tests."),
+        price: eur(minor),
+        merchant: Merchant {
+            id: AccountId::parse(merchant).unwrap(),
+            name: format!("{merchant} Ltd"),
+        },
+        poster: format!("/assets/posters/{id}.png"),
+        period_days: (kind == ItemKind::Membership).then_some(30),
+    }
+}
+
+pub(crate) fn catalog() -> Catalog {
+    Catalog {
+        items: vec![
+            item(
+                "film-night-train",
+                "Night Train",
+                ItemKind::Video,
+                499,
+                "northwind-films",
+            ),
+            item(
+                "film-cloud-atlas-of-birds",
+                "An Atlas of Birds",
+                ItemKind::Video,
+                349,
+                "northwind-films",
+            ),
+            item(
+                "plus-monthly",
+                "Couchpay Plus — 1 month",
+                ItemKind::Membership,
+                999,
+                "couchpay-plus",
+            ),
+            item(
+                "lamp-aurora",
+                "Aurora Reading Lamp",
+                ItemKind::Physical,
+                5900,
+                "aurora-home",
+            ),
+        ],
+    }
+}
+
+pub(crate) fn order_for(item: &CatalogItem, server: &ServerUrl, created_at_ms: i64) -> Order {
+    let id = OrderId::random();
+    Order {
+        pay_link: PayLink::new(server.clone(), id.clone()),
+        id,
+        short_code: ShortCode::random(),
+        item: OrderItem {
+            id: item.id.clone(),
+            title: item.title.clone(),
+            kind: item.kind,
+        },
+        amount: item.price,
+        merchant: item.merchant.clone(),
+        device: Device {
+            id: identity().device_id,
+            name: identity().tv_name,
+        },
+        status: OrderStatus::Pending,
+        created_at_ms,
+        expires_at_ms: created_at_ms + FIXTURE_TTL_MS,
+        paid_at_ms: None,
+    }
+}
+
+pub(crate) fn created(order: Order) -> CreatedOrder {
+    CreatedOrder {
+        order,
+        tv_token: Token::random(),
+    }
+}
+
+pub(crate) fn with_status(order: &Order, status: OrderStatus) -> Order {
+    Order {
+        status,
+        paid_at_ms: (status == OrderStatus::Paid).then_some(order.created_at_ms + 1_000),
+        ..order.clone()
+    }
+}
+
+/// An in-memory server: serves the fixture catalog and real poster files, creates
+/// orders, and can be switched "down" to simulate an unreachable server.
+#[derive(Clone, Default)]
+pub(crate) struct FakeBackend {
+    pub(crate) state: Arc<Mutex<FakeState>>,
+}
+
+#[derive(Default)]
+pub(crate) struct FakeState {
+    pub(crate) down: bool,
+    pub(crate) orders: HashMap<OrderId, Order>,
+    pub(crate) created: usize,
+    /// Every number an order was sent to, in order.
+    pub(crate) phone_requests: Vec<(OrderId, PhoneNumber)>,
+}
+
+/// The demo's bound phone numbers (alice, bob, carol), as the stub server seeds them.
+pub(crate) fn is_bound(phone: &PhoneNumber) -> bool {
+    ["+15550100001", "+15550100002", "+15550100003"].contains(&phone.as_str())
+}
+
+impl FakeBackend {
+    fn check_up(&self) -> Result<(), Failure> {
+        if self.state.lock().unwrap().down {
+            Err(Failure::Unreachable("connection refused (fake)".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn fake_server() -> ServerUrl {
+    ServerUrl::parse("http://192.168.1.20:8080").unwrap()
+}
+
+impl Backend for FakeBackend {
+    async fn catalog(&self) -> Result<Catalog, Failure> {
+        self.check_up()?;
+        Ok(catalog())
+    }
+
+    async fn create_order(&self, req: CreateOrder) -> Result<CreatedOrder, Failure> {
+        self.check_up()?;
+        let item = catalog()
+            .items
+            .into_iter()
+            .find(|i| i.id == req.item_id)
+            .ok_or(Failure::Refused {
+                code: Some(protocol::ErrorCode::UnknownItem),
+                message: "unknown item".into(),
+            })?;
+        let order = order_for(&item, &fake_server(), 1_800_000_000_000);
+        let mut st = self.state.lock().unwrap();
+        st.created += 1;
+        st.orders.insert(order.id.clone(), order.clone());
+        Ok(created(order))
+    }
+
+    async fn order(&self, id: OrderId) -> Result<Order, Failure> {
+        self.check_up()?;
+        self.state
+            .lock()
+            .unwrap()
+            .orders
+            .get(&id)
+            .cloned()
+            .ok_or(Failure::Refused {
+                code: Some(protocol::ErrorCode::UnknownOrder),
+                message: "unknown order".into(),
+            })
+    }
+
+    async fn cancel(&self, id: OrderId, _token: Token) -> Result<Order, Failure> {
+        self.check_up()?;
+        let mut st = self.state.lock().unwrap();
+        let order = st.orders.get_mut(&id).ok_or(Failure::Refused {
+            code: Some(protocol::ErrorCode::UnknownOrder),
+            message: "unknown order".into(),
+        })?;
+        order.status = OrderStatus::Cancelled;
+        Ok(order.clone())
+    }
+
+    async fn entitlements(&self, device: DeviceId) -> Result<Entitlements, Failure> {
+        self.check_up()?;
+        Ok(Entitlements {
+            device_id: device,
+            entitlements: vec![],
+        })
+    }
+
+    async fn order_events(&self, id: OrderId) -> Result<EventStream, Failure> {
+        let order = self.order(id).await?;
+        // A snapshot, then silence: the fake never pays on its own.
+        let first = futures_util::stream::iter([Ok(OrderEvent::Snapshot { order })]);
+        Ok(first.chain(futures_util::stream::pending()).boxed())
+    }
+
+    async fn pay_by_phone(
+        &self,
+        id: OrderId,
+        req: PhonePayRequest,
+    ) -> Result<PhonePayStarted, Failure> {
+        self.check_up()?;
+        let mut st = self.state.lock().unwrap();
+        if !st.orders.contains_key(&id) {
+            return Err(Failure::Refused {
+                code: Some(protocol::ErrorCode::UnknownOrder),
+                message: "unknown order".into(),
+            });
+        }
+        st.phone_requests.push((id.clone(), req.phone.clone()));
+        // Like the stub server: at most 3 numbers per order.
+        if st.phone_requests.iter().filter(|(o, _)| *o == id).count() > 3 {
+            return Err(Failure::Refused {
+                code: Some(protocol::ErrorCode::TooManyAttempts),
+                message: "too many attempts".into(),
+            });
+        }
+        let bound = is_bound(&req.phone);
+        Ok(PhonePayStarted {
+            kind: if bound {
+                PhonePayKind::CodeSent
+            } else {
+                PhonePayKind::LinkSent
+            },
+            phone_masked: req.phone.masked(),
+            code_expires_at_ms: bound.then_some(1_800_000_300_000),
+        })
+    }
+
+    async fn asset(&self, path: String) -> Result<Vec<u8>, Failure> {
+        self.check_up()?;
+        let file = format!(
+            "{}/../{}",
+            env!("CARGO_MANIFEST_DIR"),
+            path.trim_start_matches('/')
+        );
+        std::fs::read(&file).map_err(|e| Failure::Refused {
+            code: None,
+            message: format!("{file}: {e}"),
+        })
+    }
+}
+
+/// A sink that collects inputs on a channel, for a test thread to pump.
+pub(crate) fn channel_sink() -> (Sink, mpsc::Receiver<Input>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let sink: Sink = Arc::new(move |input| {
+        // The receiver may be gone at the end of a test; nothing to do then.
+        let _ = tx.lock().unwrap().send(input);
+    });
+    (sink, rx)
+}
+
+/// A multi-thread tokio runtime for the backend's I/O.
+pub(crate) fn io_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Receives inputs until `done` returns true for the state after one, or `timeout`.
+/// `apply` feeds each input to the app; returns whether `done` was reached.
+pub(crate) fn pump_until(
+    rx: &mpsc::Receiver<Input>,
+    timeout: Duration,
+    mut apply: impl FnMut(Input),
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(input) => apply(input),
+            Err(_) => return done(),
+        }
+    }
+    true
+}
