@@ -1,0 +1,11 @@
+//! End-to-end checks across crates, hermetic on loopback: a real server (fresh database
+//! per test), the TV's side of the flow, and the companion core paying.
+
+mod ble;
+mod discover_pay;
+mod idempotency;
+mod picture_pay;
+mod receipts;
+mod refusals;
+mod tv_screen;
+mod typed_code;
