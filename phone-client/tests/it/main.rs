@@ -6,6 +6,7 @@
 mod camera_set;
 mod discovery;
 mod hostile;
+mod real_photos;
 mod refusals;
 mod scan;
 mod support;
