@@ -17,9 +17,11 @@ use crate::discovery::{Browser, IgnoreFn, Interfaces, NearbyEvent};
 use crate::frames::{self, FolderSource, FrameSource, ScanOptions};
 use crate::state::StateStore;
 
-/// The UI compiled from `ui/companion.slint` by `build.rs`.
+/// The UI compiled from `ui/companion.slint` by `build.rs`. Public so that headless
+/// tests can drive the window the way a person would: through its callbacks, reading
+/// what it shows.
 #[path = "gui_ui.rs"]
-mod ui;
+pub mod ui;
 use ui::{CompanionWindow, ConfirmView, NearbyRow, Phone, ReceiptRow};
 
 /// How long a scan from the window runs before giving up, in seconds.
@@ -128,6 +130,42 @@ fn receipt_row(r: &Receipt) -> ReceiptRow {
 
 /// Opens the companion window and runs until it is closed.
 pub fn run(options: GuiOptions) -> Result<(), GuiError> {
+    open(options)?.run()
+}
+
+/// The companion window with its I/O runtime and discovery thread, not yet running.
+pub struct Gui {
+    /// The window; its `Phone` global holds what the screen shows.
+    pub window: CompanionWindow,
+    io: tokio::runtime::Runtime,
+    quit: Arc<AtomicBool>,
+    discovery: std::thread::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Gui {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gui").finish_non_exhaustive()
+    }
+}
+
+impl Gui {
+    /// Shows the window and runs the event loop until the window is closed.
+    pub fn run(self) -> Result<(), GuiError> {
+        self.window.run()?;
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Stops discovery and the I/O runtime (the window is left to the caller's loop).
+    pub fn shutdown(self) {
+        self.quit.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.discovery.join();
+        self.io.shutdown_background();
+    }
+}
+
+/// Builds the window and wires its callbacks to the companion core; starts discovery.
+pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
     let io = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -409,9 +447,10 @@ pub fn run(options: GuiOptions) -> Result<(), GuiError> {
         });
     });
 
-    window.run()?;
-    quit.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = discovery.join();
-    drop(io);
-    Ok(())
+    Ok(Gui {
+        window,
+        io,
+        quit,
+        discovery,
+    })
 }

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use couchpay_e2e::{TV_ID, TV_NAME, companion, tv_order, tv_sees_paid};
+use couchpay_e2e::{TV_NAME, companion, tv_order, tv_sees_paid};
 use phone_client::ble::{BleError as PhoneBleError, BleScanner, BtleplugCentral};
 use phone_client::discovery::IgnoreFn;
 use phone_client::{Browser, Credentials, Interfaces, NearbyEvent, OrderRef};
@@ -371,15 +371,7 @@ fn ble_only_flow_over_bluezoo() {
     let server = io.block_on(TestServer::start());
     let tv = server.client();
     let order = io.block_on(tv_order(&tv, "film-night-train")).order;
-    let record = DiscoveryRecord::new(
-        order.id.clone(),
-        order.short_code.clone(),
-        order.amount,
-        server.url.clone(),
-        TV_NAME,
-        DeviceId::parse(TV_ID).unwrap(),
-        &order.item.title,
-    );
+    let record = couchpay_e2e::tv_record(&server, &order);
 
     // The TV: its runtime with the real BlueZ peripheral on hci0 and mDNS off, driven by
     // the same effects its state machine emits when the order is shown and when paid.

@@ -32,15 +32,7 @@ async fn discovered_order_is_paid_and_withdrawn() {
     let tv = server.client();
     let order = tv_order(&tv, "film-night-train").await.order;
     // What the TV announces while it shows the order.
-    let record = DiscoveryRecord::new(
-        order.id.clone(),
-        order.short_code.clone(),
-        order.amount,
-        server.url.clone(),
-        TV_NAME,
-        DeviceId::parse(TV_ID).unwrap(),
-        &order.item.title,
-    );
+    let record = couchpay_e2e::tv_record(&server, &order);
     let mut announcer = Announcer::start(&Interfaces::loopback()).unwrap();
     announcer.announce(&record).unwrap();
 

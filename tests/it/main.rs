@@ -2,6 +2,7 @@
 //! per test), the TV's side of the flow, and the companion core paying.
 
 mod ble;
+mod companion_gui;
 mod discover_pay;
 mod idempotency;
 mod picture_pay;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use phone_client::{Companion, StateStore};
 use protocol::client::Client;
-use protocol::{CreateOrder, CreatedOrder, DeviceId, ItemId, OrderEvent, OrderId};
+use protocol::{
+    CreateOrder, CreatedOrder, DeviceId, DiscoveryRecord, ItemId, Order, OrderEvent, OrderId,
+};
 use server_stub::testing::TestServer;
 
 /// The TV's device id in these checks.
@@ -33,6 +35,19 @@ pub async fn tv_order(client: &Client, item: &str) -> CreatedOrder {
         })
         .await
         .expect("order created")
+}
+
+/// The discovery record the TV announces (mDNS, BLE) while it shows `order`.
+pub fn tv_record(server: &TestServer, order: &Order) -> DiscoveryRecord {
+    DiscoveryRecord::new(
+        order.id.clone(),
+        order.short_code.clone(),
+        order.amount,
+        server.url.clone(),
+        TV_NAME,
+        DeviceId::parse(TV_ID).expect("device id"),
+        &order.item.title,
+    )
 }
 
 /// Waits (as the TV does, over server-sent events) until `order` is paid.
