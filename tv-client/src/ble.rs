@@ -15,7 +15,7 @@ use std::time::Duration;
 use protocol::DiscoveryRecord;
 use protocol::ble::Advert;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Commands queued for the radio task; the task only ever needs the latest one.
 const COMMAND_QUEUE_LEN: usize = 8;
@@ -45,8 +45,11 @@ pub trait Peripheral: Send + 'static {
     fn stop(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// What the radio task answers to one announcement: on the air, or why not.
+type Outcome = oneshot::Sender<Result<(), BleError>>;
+
 enum Command {
-    Announce(DiscoveryRecord),
+    Announce(DiscoveryRecord, Option<Outcome>),
     Withdraw,
 }
 
@@ -78,8 +81,12 @@ impl BleAnnouncer {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!("{e}; orders are still offered by QR, code and mDNS");
-                    status_tx.send_replace(BleStatus::Failed(e));
-                    while rx.recv().await.is_some() {}
+                    status_tx.send_replace(BleStatus::Failed(e.clone()));
+                    while let Some(cmd) = rx.recv().await {
+                        if let Command::Announce(_, Some(outcome)) = cmd {
+                            let _ = outcome.send(Err(e.clone()));
+                        }
+                    }
                     return;
                 }
             };
@@ -89,25 +96,25 @@ impl BleAnnouncer {
                     cmd = next;
                 }
                 match cmd {
-                    Command::Announce(record) => {
-                        let json = match serde_json::to_vec(&record) {
-                            Ok(j) => Arc::new(j),
-                            Err(e) => {
-                                status_tx.send_replace(BleStatus::Failed(BleError::Other(
-                                    e.to_string(),
-                                )));
-                                continue;
+                    Command::Announce(record, outcome) => {
+                        let result = match serde_json::to_vec(&record) {
+                            Ok(json) => {
+                                let advert = Advert::new(&record.order, &record.tv_id).encode();
+                                peripheral.start(advert, Arc::new(json)).await
                             }
+                            Err(e) => Err(BleError::Other(e.to_string())),
                         };
-                        let advert = Advert::new(&record.order, &record.tv_id).encode();
-                        let status = match peripheral.start(advert, json).await {
+                        let status = match &result {
                             Ok(()) => BleStatus::Advertising(record),
                             Err(e) => {
                                 tracing::warn!(error = %e, "order not offered over BLE");
-                                BleStatus::Failed(e)
+                                BleStatus::Failed(e.clone())
                             }
                         };
                         status_tx.send_replace(status);
+                        if let Some(outcome) = outcome {
+                            let _ = outcome.send(result);
+                        }
                     }
                     Command::Withdraw => {
                         peripheral.stop().await;
@@ -124,7 +131,20 @@ impl BleAnnouncer {
 
     /// Offers `record` (replacing any earlier one). Returns at once.
     pub fn announce(&self, record: &DiscoveryRecord) {
-        self.send(Command::Announce(record.clone()));
+        self.send(Command::Announce(record.clone(), None));
+    }
+
+    /// Offers `record` like [`announce`](Self::announce) and returns what the radio made
+    /// of it: `Ok` once it is on the air, or why not. If a newer announcement or a
+    /// withdrawal supersedes this one before the radio gets to it, the receiver sees its
+    /// sender dropped.
+    pub fn announce_reporting(
+        &self,
+        record: &DiscoveryRecord,
+    ) -> oneshot::Receiver<Result<(), BleError>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Announce(record.clone(), Some(tx)));
+        rx
     }
 
     /// Takes the order off the air. Returns at once.
@@ -419,6 +439,42 @@ mod tests {
         // Withdrawing after a failure is harmless.
         ble.withdraw();
         settle(&mut w, |s| *s == BleStatus::Idle).await;
+    }
+
+    /// The TV's order screen shows what `announce_reporting` answers.
+    #[tokio::test]
+    async fn reported_announce_answers_on_air_or_why_not() {
+        let on_air = BleAnnouncer::start(&Handle::current(), Fake::default());
+        let answer = on_air.announce_reporting(&record());
+        let answer = tokio::time::timeout(Duration::from_secs(5), answer).await;
+        assert_eq!(answer.expect("answered").expect("not dropped"), Ok(()));
+
+        let no_adapter = BleAnnouncer::start(
+            &Handle::current(),
+            Fake {
+                fail: Some(BleError::NoAdapter),
+                ..Fake::default()
+            },
+        );
+        let answer = no_adapter.announce_reporting(&record());
+        let answer = tokio::time::timeout(Duration::from_secs(5), answer).await;
+        assert_eq!(
+            answer.expect("answered").expect("not dropped"),
+            Err(BleError::NoAdapter)
+        );
+
+        // A radio that never opened still answers every announcement, at once.
+        let no_bluez = BleAnnouncer::start_opening(&Handle::current(), async {
+            Err::<Fake, _>(BleError::NoBluez)
+        });
+        for _ in 0..2 {
+            let answer = no_bluez.announce_reporting(&record());
+            let answer = tokio::time::timeout(Duration::from_secs(5), answer).await;
+            assert_eq!(
+                answer.expect("answered").expect("not dropped"),
+                Err(BleError::NoBluez)
+            );
+        }
     }
 
     #[tokio::test]

@@ -326,8 +326,22 @@ impl<B: Backend> Runtime<B> {
                 self.spawn(async move { Input::EntitlementsLoaded(b.entitlements(device).await) });
             }
             Effect::Announce(record) => {
-                if let Some(ble) = &self.ble {
-                    ble.announce(&record);
+                let order = record.order.clone();
+                match &self.ble {
+                    Some(ble) => {
+                        let outcome = ble.announce_reporting(&record);
+                        self.spawn(async move {
+                            let result = match outcome.await {
+                                Ok(r) => r.map_err(|e| e.to_string()),
+                                Err(_) => Err("superseded by a newer order".to_owned()),
+                            };
+                            Input::BleAnnounced { order, result }
+                        });
+                    }
+                    None => (self.sink)(Input::BleAnnounced {
+                        order,
+                        result: Err("Bluetooth LE is off (--no-ble)".to_owned()),
+                    }),
                 }
                 let result = match (&mut self.announcer, &self.announcer_error) {
                     (Some(a), _) => a.announce(&record).map_err(|e| e.to_string()),

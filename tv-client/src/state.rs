@@ -139,6 +139,11 @@ pub enum Input {
         order: OrderId,
         result: Result<(), String>,
     },
+    /// Whether `order` went on the air over Bluetooth LE (`Err` says why not).
+    BleAnnounced {
+        order: OrderId,
+        result: Result<(), String>,
+    },
     /// The server's answer to sending `order` to a phone number.
     PhonePayDone {
         order: OrderId,
@@ -226,12 +231,21 @@ pub struct StreamState {
     pub next_poll_ms: u64,
 }
 
-/// Whether the mDNS announcement is out.
+/// Whether an announcement (mDNS or BLE) is out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AnnounceState {
     Pending,
     Live,
     Failed(String),
+}
+
+impl From<Result<(), String>> for AnnounceState {
+    fn from(result: Result<(), String>) -> Self {
+        match result {
+            Ok(()) => Self::Live,
+            Err(e) => Self::Failed(e),
+        }
+    }
 }
 
 /// The order screen: QR, short code, countdown, announcement.
@@ -245,6 +259,8 @@ pub struct OrderScreen {
     pub deadline_ms: u64,
     pub stream: StreamState,
     pub announce: AnnounceState,
+    /// Whether the order is offered over Bluetooth LE as well.
+    pub ble: AnnounceState,
     /// The focused button: [`Choice::Primary`] is "Cancel order" (left, focused first),
     /// [`Choice::Secondary`] is "Pay with phone number".
     pub focus: Choice,
@@ -572,17 +588,25 @@ impl App {
                 self.on_phone_pay_done(&order, result, &mut fx)
             }
             Input::Announced { order, result } => {
-                if let Screen::Order(o) = &mut self.screen
-                    && o.order.id == order
-                {
-                    o.announce = match result {
-                        Ok(()) => AnnounceState::Live,
-                        Err(e) => AnnounceState::Failed(e),
-                    };
+                if let Some(o) = self.order_screen_of(&order) {
+                    o.announce = AnnounceState::from(result);
+                }
+            }
+            Input::BleAnnounced { order, result } => {
+                if let Some(o) = self.order_screen_of(&order) {
+                    o.ble = AnnounceState::from(result);
                 }
             }
         }
         fx
+    }
+
+    /// The order screen, if it shows `order` (late answers about older orders are dropped).
+    fn order_screen_of(&mut self, order: &OrderId) -> Option<&mut OrderScreen> {
+        match &mut self.screen {
+            Screen::Order(o) if o.order.id == *order => Some(o),
+            _ => None,
+        }
     }
 
     fn on_key(&mut self, key: Key, fx: &mut Vec<Effect>) {
@@ -1069,6 +1093,7 @@ impl App {
                         next_poll_ms: self.now_ms + POLL_INTERVAL_MS,
                     },
                     announce: AnnounceState::Pending,
+                    ble: AnnounceState::Pending,
                     order,
                     tv_token,
                     focus: Choice::Primary,

@@ -327,6 +327,13 @@ impl<B: Backend> Shell<B> {
                 };
                 tv.set_announce_text(text.into());
                 tv.set_announce_state(state);
+                let (text, state) = match &o.ble {
+                    AnnounceState::Pending => ("Offering it over Bluetooth LE…".to_owned(), 0),
+                    AnnounceState::Live => ("Also offered over Bluetooth LE".to_owned(), 1),
+                    AnnounceState::Failed(e) => (e.clone(), 2),
+                };
+                tv.set_ble_text(text.into());
+                tv.set_ble_state(state);
                 let (text, live) = match o.stream.phase {
                     StreamPhase::Live => ("Waiting for your payment…".to_owned(), true),
                     StreamPhase::Connecting => ("Connecting to the server…".to_owned(), false),

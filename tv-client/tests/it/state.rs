@@ -1,6 +1,6 @@
 //! State-machine tests: every flow driven by inputs alone, with the clock as an input.
 
-use protocol::{ErrorCode, OrderStatus, ServerUrl};
+use protocol::{ErrorCode, OrderId, OrderStatus, ServerUrl};
 use tv_client::state::*;
 
 use crate::support::*;
@@ -85,6 +85,32 @@ fn app_on_order() -> (App, protocol::CreatedOrder) {
     });
     assert_eq!(app.order_screen().unwrap().announce, AnnounceState::Live);
     (app, c)
+}
+
+#[test]
+fn ble_status_is_shown_for_the_order_on_screen_only() {
+    let (mut app, c) = app_on_order();
+    assert_eq!(app.order_screen().unwrap().ble, AnnounceState::Pending);
+    // A late answer about another order changes nothing.
+    app.handle(Input::BleAnnounced {
+        order: OrderId::random(),
+        result: Ok(()),
+    });
+    assert_eq!(app.order_screen().unwrap().ble, AnnounceState::Pending);
+    let off = "Bluetooth LE is off: no Bluetooth adapter found".to_owned();
+    app.handle(Input::BleAnnounced {
+        order: c.order.id.clone(),
+        result: Err(off.clone()),
+    });
+    let o = app.order_screen().unwrap();
+    assert_eq!(o.ble, AnnounceState::Failed(off));
+    // mDNS is independent of the radio.
+    assert_eq!(o.announce, AnnounceState::Live);
+    app.handle(Input::BleAnnounced {
+        order: c.order.id.clone(),
+        result: Ok(()),
+    });
+    assert_eq!(app.order_screen().unwrap().ble, AnnounceState::Live);
 }
 
 fn generation(app: &App) -> u64 {

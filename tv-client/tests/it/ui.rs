@@ -11,6 +11,7 @@ use i_slint_backend_testing::{TestingBackend, TestingBackendOptions};
 use protocol::{OrderStatus, PayLink};
 use slint::ComponentHandle;
 use slint::platform::{Key as SlintKey, WindowEvent};
+use tv_client::ble::{BleAnnouncer, Peripheral};
 use tv_client::runtime::{Backend, Runtime};
 use tv_client::slint_ui::{AppWindow, Page, Tv};
 use tv_client::state::{App, Input, PhonePhase, Screen};
@@ -56,7 +57,10 @@ impl<B: Backend> Ui<B> {
             .set_size(slint::PhysicalSize::new(width, height));
         window.show().expect("show");
         let (app, initial) = App::init(fresh_identity(), 0);
-        let runtime = Runtime::new(backend, io.handle().clone(), sink, announcer);
+        // A simulated radio: the runtime's real BLE path (announcer task, status reported
+        // to the screen) over a peripheral that accepts every advert.
+        let runtime = Runtime::new(backend, io.handle().clone(), sink, announcer)
+            .with_ble(BleAnnouncer::start(io.handle(), SimulatedRadio));
         let shell = Shell::start(window.clone_strong(), app, initial, runtime);
         Self {
             shell,
@@ -122,6 +126,20 @@ impl<B: Backend> Ui<B> {
         image::RgbaImage::from_raw(buf.width(), buf.height(), buf.as_bytes().to_vec())
             .expect("snapshot buffer has width × height RGBA pixels")
     }
+}
+
+/// A BLE peripheral that is always on the air (there is no adapter here).
+struct SimulatedRadio;
+
+impl Peripheral for SimulatedRadio {
+    async fn start(
+        &mut self,
+        _advert: [u8; protocol::ble::Advert::LEN],
+        _record_json: std::sync::Arc<Vec<u8>>,
+    ) -> Result<(), tv_client::ble::BleError> {
+        Ok(())
+    }
+    async fn stop(&mut self) {}
 }
 
 /// Where screenshots go: `target/tmp/tv-client/`.
@@ -211,8 +229,12 @@ pub(crate) fn check_order_screen_scans<B: Backend>(
         a.order_screen().is_some_and(|o| {
             o.stream.phase == tv_client::state::StreamPhase::Live
                 && o.announce != tv_client::state::AnnounceState::Pending
+                && o.ble != tv_client::state::AnnounceState::Pending
         })
     });
+    let tv = ui.window.global::<Tv>();
+    assert_eq!(tv.get_ble_text(), "Also offered over Bluetooth LE");
+    assert_eq!(tv.get_ble_state(), 1);
     let shot = ui.snapshot();
     assert_eq!((shot.width(), shot.height()), (width, height));
     if let Some(prefix) = shots {
