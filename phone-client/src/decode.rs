@@ -8,9 +8,11 @@
 //! binariser and `TryHarder`) catches most of what is left but costs more, so it runs
 //! last and on a bounded image size.
 
+use std::cell::Cell;
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, Limits, imageops};
@@ -380,7 +382,34 @@ impl Run<'_> {
 /// Runs a third-party decoder step, turning a panic on malformed input into "nothing
 /// found": a hostile picture must never take the companion down.
 fn guarded(f: impl FnOnce() -> Vec<String>) -> Vec<String> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_default()
+    contained(f).unwrap_or_default()
+}
+
+thread_local! {
+    /// Set while this thread runs third-party decoder code under [`contained`].
+    static CONTAINED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs third-party picture or QR decoder code that may panic on malformed input
+/// (rqrr does on some real photos): a panic becomes `None`. Such a panic is logged at
+/// debug level instead of being printed on the user's terminal; panics anywhere else
+/// still reach the previous panic hook unchanged.
+pub fn contained<T>(f: impl FnOnce() -> T) -> Option<T> {
+    static QUIET_HOOK: Once = Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CONTAINED.with(Cell::get) {
+                tracing::debug!(%info, "a decoder gave up on a malformed picture");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let outer = CONTAINED.with(|c| c.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(outer));
+    result.ok()
 }
 
 /// Dimensions of `w×h` scaled so the longest side is `max` (never upscaled).
@@ -561,8 +590,8 @@ pub fn picture_from_bytes(bytes: &[u8]) -> Result<GrayImage, PictureError> {
             size: bytes.len() as u64,
         });
     }
-    let result = catch_unwind(AssertUnwindSafe(|| decode_picture(bytes)));
-    let img = result.map_err(|_| PictureError::Format("the picture decoder failed".into()))??;
+    let img = contained(|| decode_picture(bytes))
+        .ok_or_else(|| PictureError::Format("the picture decoder failed".into()))??;
     let (width, height) = (img.width(), img.height());
     if width < MIN_FRAME_SIDE_PX || height < MIN_FRAME_SIDE_PX {
         return Err(PictureError::TooSmall { width, height });
@@ -671,5 +700,15 @@ mod tests {
         let r = Decoder::default().decode(&img, &|_| true);
         assert_eq!(r.attempts, 0);
         assert!(r.text.is_none());
+    }
+
+    #[test]
+    fn a_contained_panic_is_none_and_leaves_the_thread_as_it_was() {
+        assert_eq!(contained(|| 7), Some(7));
+        let panicked: Option<()> = contained(|| panic!("decoder bug"));
+        assert_eq!(panicked, None);
+        assert!(!CONTAINED.with(Cell::get), "flag reset after a panic");
+        // Outside `contained`, a panic is still a panic.
+        assert!(catch_unwind(|| panic!("outside")).is_err());
     }
 }

@@ -46,7 +46,7 @@ fn normalise(text: &str) -> String {
 /// photos (a perspective overflow); that counts as "not decoded", as the companion's own
 /// decoder turns it into.
 fn plain_rqrr(img: &image::GrayImage) -> Vec<String> {
-    std::panic::catch_unwind(|| plain_rqrr_pass(img)).unwrap_or_default()
+    phone_client::decode::contained(|| plain_rqrr_pass(img)).unwrap_or_default()
 }
 
 fn plain_rqrr_pass(img: &image::GrayImage) -> Vec<String> {
