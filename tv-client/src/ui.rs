@@ -162,6 +162,24 @@ struct RenderCache {
     posters: HashMap<ItemId, (Arc<Poster>, Image)>,
     /// (items, posters) when the card model was last built.
     cards_key: Option<(usize, usize)>,
+    /// The first catalog card on screen: the row scrolls only when the focus leaves it.
+    catalog_first: usize,
+}
+
+/// How many catalog cards fit in the row (`CatalogPage` in `ui/app.slint`).
+pub const CATALOG_VISIBLE: usize = 4;
+
+/// The first card to show so that `focus` is on screen, moving the row as little as
+/// possible from `first`.
+pub fn catalog_window(first: usize, focus: usize, len: usize) -> usize {
+    let first = if focus < first {
+        focus
+    } else if focus >= first + CATALOG_VISIBLE {
+        focus + 1 - CATALOG_VISIBLE
+    } else {
+        first
+    };
+    first.min(len.saturating_sub(CATALOG_VISIBLE))
 }
 
 impl RenderCache {
@@ -254,6 +272,14 @@ impl<B: Backend> Shell<B> {
             Screen::Starting => tv.set_page(Page::Starting),
             Screen::Catalog { focus } => {
                 tv.set_page(Page::Catalog);
+                let first = match focus {
+                    CatalogFocus::Purchases => self.cache.catalog_first,
+                    CatalogFocus::Item(i) => {
+                        catalog_window(self.cache.catalog_first, *i, app.items().len())
+                    }
+                };
+                self.cache.catalog_first = first;
+                tv.set_catalog_first(index(first));
                 tv.set_focus(match focus {
                     CatalogFocus::Purchases => -1,
                     CatalogFocus::Item(i) => index(*i),
@@ -527,6 +553,30 @@ mod tests {
     #[track_caller]
     fn check_key(text: &str, expected: Option<Key>) {
         assert_eq!(key_from_text(text), expected, "{text:?}");
+    }
+
+    #[test]
+    fn catalog_window_table() {
+        // (first, focus, len) → first card on screen
+        let cases = [
+            ((0, 0, 4), 0),
+            ((0, 3, 4), 0),
+            ((0, 3, 9), 0),
+            ((0, 4, 9), 1), // one step past the right edge scrolls by one
+            ((1, 8, 9), 5), // a jump to the end shows the last four
+            ((5, 5, 9), 5), // moving left inside the window does not scroll
+            ((5, 4, 9), 4),
+            ((5, 0, 9), 0),
+            ((3, 1, 3), 0), // the catalog shrank: never past the start
+            ((0, 0, 0), 0),
+        ];
+        for ((first, focus, len), want) in cases {
+            assert_eq!(
+                catalog_window(first, focus, len),
+                want,
+                "first {first}, focus {focus}, {len} cards"
+            );
+        }
     }
 
     #[test]

@@ -143,6 +143,8 @@ pub(crate) struct FakeState {
     pub(crate) created: usize,
     /// Every number an order was sent to, in order.
     pub(crate) phone_requests: Vec<(OrderId, PhoneNumber)>,
+    /// Films added after the fixture catalog (a catalog longer than one screen row).
+    pub(crate) extra_films: usize,
 }
 
 /// The demo's bound phone numbers (alice, bob, carol), as the stub server seeds them.
@@ -167,7 +169,19 @@ pub(crate) fn fake_server() -> ServerUrl {
 impl Backend for FakeBackend {
     async fn catalog(&self) -> Result<Catalog, Failure> {
         self.check_up()?;
-        Ok(catalog())
+        let mut c = catalog();
+        for k in 1..=self.state.lock().unwrap().extra_films {
+            let mut film = item(
+                &format!("film-extra-{k}"),
+                &format!("Extra Film {k}"),
+                ItemKind::Video,
+                199,
+                "northwind-films",
+            );
+            film.poster = "/assets/posters/film-night-train.png".into();
+            c.items.push(film);
+        }
+        Ok(c)
     }
 
     async fn create_order(&self, req: CreateOrder) -> Result<CreatedOrder, Failure> {

@@ -261,6 +261,48 @@ fn order_screen_qr_scans_at_1080p_with_fake_backend() {
 }
 
 #[test]
+fn a_long_catalog_scrolls_to_keep_the_focused_card_on_screen() {
+    let fake = FakeBackend::default();
+    fake.state.lock().unwrap().extra_films = 5;
+    let ui = Ui::start(fake.clone(), 1920, 1080, Err("off in this test".into()));
+    ui.wait("the nine-card catalog", |a| {
+        matches!(a.screen, Screen::Catalog { .. }) && a.items().len() == 9
+    });
+    let tv = ui.window.global::<Tv>();
+    let at = |focus: i32, first: i32| {
+        assert_eq!((ui.focus(), tv.get_catalog_first()), (focus, first));
+    };
+    at(0, 0);
+    for _ in 0..3 {
+        ui.press(SlintKey::RightArrow);
+    }
+    at(3, 0);
+    ui.press(SlintKey::RightArrow);
+    at(4, 1);
+    for _ in 0..10 {
+        ui.press(SlintKey::RightArrow);
+    }
+    at(8, 5);
+    ui.wait("the posters", |a| a.posters.len() == a.items().len());
+    save(&ui.snapshot(), "catalog-scrolled-1920x1080.png");
+    for _ in 0..3 {
+        ui.press(SlintKey::LeftArrow);
+    }
+    at(5, 5);
+    ui.press(SlintKey::LeftArrow);
+    at(4, 4);
+    // Up to My purchases leaves the row where it was; Down comes back to the first card.
+    ui.press(SlintKey::UpArrow);
+    at(-1, 4);
+    ui.press(SlintKey::DownArrow);
+    at(0, 0);
+    // A digit opens that card, wherever the row is.
+    ui.press_text("9".into());
+    assert_eq!(ui.page(), Page::Item);
+    assert_eq!(tv.get_item().title, "Extra Film 5");
+}
+
+#[test]
 fn every_screen_is_entered_and_left_with_remote_keys_only() {
     let fake = FakeBackend::default();
     fake.state.lock().unwrap().down = true;
