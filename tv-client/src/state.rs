@@ -499,6 +499,8 @@ pub struct App {
     pub now_ms: u64,
     cancelling: Option<Cancelling>,
     next_generation: u64,
+    /// The card that had focus before Up moved it to "My purchases"; Down returns there.
+    catalog_return: usize,
 }
 
 fn backoff(initial_ms: u64, max_ms: u64, failures: u32) -> u64 {
@@ -527,6 +529,7 @@ impl App {
             now_ms,
             cancelling: None,
             next_generation: 1,
+            catalog_return: 0,
         };
         (app, vec![Effect::LoadCatalog])
     }
@@ -616,13 +619,14 @@ impl App {
             Screen::Catalog { focus } => match (focus, key) {
                 (CatalogFocus::Purchases, Key::Down) if n > 0 => {
                     self.screen = Screen::Catalog {
-                        focus: CatalogFocus::Item(0),
+                        focus: CatalogFocus::Item(self.catalog_return.min(n - 1)),
                     };
                 }
                 (CatalogFocus::Purchases, Key::Ok) | (_, Key::Digit(0)) => {
                     self.open_purchases(fx);
                 }
-                (CatalogFocus::Item(_), Key::Up) => {
+                (CatalogFocus::Item(i), Key::Up) => {
+                    self.catalog_return = i;
                     self.screen = Screen::Catalog {
                         focus: CatalogFocus::Purchases,
                     };
