@@ -569,8 +569,7 @@ impl App {
             }
             Input::OrderCreated { item, result } => self.on_order_created(item, result, &mut fx),
             Input::StreamOpened { order, generation } => {
-                if let Screen::Order(o) = &mut self.screen
-                    && o.order.id == order
+                if let Some(o) = self.order_screen_of(&order)
                     && o.stream.generation == generation
                 {
                     o.stream.phase = StreamPhase::Live;
@@ -836,13 +835,10 @@ impl App {
         result: Result<PhonePayStarted, Failure>,
         fx: &mut Vec<Effect>,
     ) {
-        let Screen::Order(o) = &mut self.screen else {
+        let Some(p) = self.order_screen_of(order).and_then(|o| o.phone.as_mut()) else {
             return;
         };
-        let Some(p) = &mut o.phone else {
-            return;
-        };
-        if &o.order.id != order || p.phase != PhonePhase::Sending {
+        if p.phase != PhonePhase::Sending {
             return;
         }
         match result {
@@ -1135,20 +1131,20 @@ impl App {
     }
 
     fn on_stream_ended(&mut self, order: &OrderId, generation: u64, fx: &mut Vec<Effect>) {
-        let Screen::Order(o) = &mut self.screen else {
+        let now_ms = self.now_ms;
+        let Some(o) = self.order_screen_of(order) else {
             return;
         };
-        if &o.order.id != order || o.stream.generation != generation {
+        if o.stream.generation != generation {
             return;
         }
         let s = &mut o.stream;
         s.failures += 1;
         s.phase = StreamPhase::Down {
-            retry_at_ms: self.now_ms
-                + backoff(STREAM_RETRY_INITIAL_MS, STREAM_RETRY_MAX_MS, s.failures),
+            retry_at_ms: now_ms + backoff(STREAM_RETRY_INITIAL_MS, STREAM_RETRY_MAX_MS, s.failures),
         };
         // Poll at once: a final state may be exactly what closed the stream.
-        s.next_poll_ms = self.now_ms + POLL_INTERVAL_MS;
+        s.next_poll_ms = now_ms + POLL_INTERVAL_MS;
         fx.push(Effect::PollOrder(order.clone()));
     }
 
