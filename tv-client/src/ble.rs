@@ -49,7 +49,7 @@ pub trait Peripheral: Send + 'static {
 type Outcome = oneshot::Sender<Result<(), BleError>>;
 
 enum Command {
-    Announce(DiscoveryRecord, Option<Outcome>),
+    Announce(DiscoveryRecord, Outcome),
     Withdraw,
 }
 
@@ -83,7 +83,7 @@ impl BleAnnouncer {
                     tracing::warn!("{e}; orders are still offered by QR, code and mDNS");
                     status_tx.send_replace(BleStatus::Failed(e.clone()));
                     while let Some(cmd) = rx.recv().await {
-                        if let Command::Announce(_, Some(outcome)) = cmd {
+                        if let Command::Announce(_, outcome) = cmd {
                             let _ = outcome.send(Err(e.clone()));
                         }
                     }
@@ -112,9 +112,8 @@ impl BleAnnouncer {
                             }
                         };
                         status_tx.send_replace(status);
-                        if let Some(outcome) = outcome {
-                            let _ = outcome.send(result);
-                        }
+                        // The caller may not be listening: that is fine.
+                        let _ = outcome.send(result);
                     }
                     Command::Withdraw => {
                         peripheral.stop().await;
@@ -129,21 +128,13 @@ impl BleAnnouncer {
         Self { commands, status }
     }
 
-    /// Offers `record` (replacing any earlier one). Returns at once.
-    pub fn announce(&self, record: &DiscoveryRecord) {
-        self.send(Command::Announce(record.clone(), None));
-    }
-
-    /// Offers `record` like [`announce`](Self::announce) and returns what the radio made
-    /// of it: `Ok` once it is on the air, or why not. If a newer announcement or a
-    /// withdrawal supersedes this one before the radio gets to it, the receiver sees its
-    /// sender dropped.
-    pub fn announce_reporting(
-        &self,
-        record: &DiscoveryRecord,
-    ) -> oneshot::Receiver<Result<(), BleError>> {
+    /// Offers `record` (replacing any earlier one). Returns at once, with a receiver
+    /// for what the radio made of it: `Ok` once it is on the air, or why not. If a newer
+    /// announcement or a withdrawal supersedes this one before the radio gets to it, the
+    /// receiver sees its sender dropped. Callers that only want it offered drop it.
+    pub fn announce(&self, record: &DiscoveryRecord) -> oneshot::Receiver<Result<(), BleError>> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Announce(record.clone(), Some(tx)));
+        self.send(Command::Announce(record.clone(), tx));
         rx
     }
 
@@ -412,7 +403,7 @@ mod tests {
         let ble = BleAnnouncer::start(&Handle::current(), fake.clone());
         let mut w = ble.watch();
         let r = record();
-        ble.announce(&r);
+        let _ = ble.announce(&r);
         settle(
             &mut w,
             |s| matches!(s, BleStatus::Advertising(x) if x.order == r.order),
@@ -434,18 +425,18 @@ mod tests {
         };
         let ble = BleAnnouncer::start(&Handle::current(), fake);
         let mut w = ble.watch();
-        ble.announce(&record());
+        let _ = ble.announce(&record());
         settle(&mut w, |s| *s == BleStatus::Failed(BleError::NoAdapter)).await;
         // Withdrawing after a failure is harmless.
         ble.withdraw();
         settle(&mut w, |s| *s == BleStatus::Idle).await;
     }
 
-    /// The TV's order screen shows what `announce_reporting` answers.
+    /// The TV's order screen shows what `announce` answers.
     #[tokio::test]
     async fn reported_announce_answers_on_air_or_why_not() {
         let on_air = BleAnnouncer::start(&Handle::current(), Fake::default());
-        let answer = on_air.announce_reporting(&record());
+        let answer = on_air.announce(&record());
         let answer = tokio::time::timeout(Duration::from_secs(5), answer).await;
         assert_eq!(answer.expect("answered").expect("not dropped"), Ok(()));
 
@@ -456,7 +447,7 @@ mod tests {
                 ..Fake::default()
             },
         );
-        let answer = no_adapter.announce_reporting(&record());
+        let answer = no_adapter.announce(&record());
         let answer = tokio::time::timeout(Duration::from_secs(5), answer).await;
         assert_eq!(
             answer.expect("answered").expect("not dropped"),
@@ -468,7 +459,7 @@ mod tests {
             Err::<Fake, _>(BleError::NoBluez)
         });
         for _ in 0..2 {
-            let answer = no_bluez.announce_reporting(&record());
+            let answer = no_bluez.announce(&record());
             let answer = tokio::time::timeout(Duration::from_secs(5), answer).await;
             assert_eq!(
                 answer.expect("answered").expect("not dropped"),
@@ -482,7 +473,7 @@ mod tests {
         let fake = Fake::default();
         let ble = BleAnnouncer::start(&Handle::current(), fake.clone());
         let mut w = ble.watch();
-        ble.announce(&record());
+        let _ = ble.announce(&record());
         settle(&mut w, |s| matches!(s, BleStatus::Advertising(_))).await;
         drop(ble);
         tokio::time::timeout(Duration::from_secs(5), async {
@@ -501,7 +492,7 @@ mod tests {
         });
         let mut w = ble.watch();
         settle(&mut w, |s| *s == BleStatus::Failed(BleError::NoBluez)).await;
-        ble.announce(&record());
+        let _ = ble.announce(&record());
         ble.withdraw();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(ble.status(), BleStatus::Failed(BleError::NoBluez));

@@ -329,7 +329,7 @@ impl<B: Backend> Runtime<B> {
                 let order = record.order.clone();
                 match &self.ble {
                     Some(ble) => {
-                        let outcome = ble.announce_reporting(&record);
+                        let outcome = ble.announce(&record);
                         self.spawn(async move {
                             let result = match outcome.await {
                                 Ok(r) => r.map_err(|e| e.to_string()),
