@@ -274,7 +274,7 @@ fn tv_side_reports_unavailable_ble() {
     assert!(ok, "expected {}, got {e:?}", expected());
     eprintln!("TV: {e} (after {:?})", started.elapsed());
     // The TV keeps going: announcing and withdrawing are harmless no-ops.
-    let _ = ble.announce(&record_for_tests());
+    drop(ble.announce(&record_for_tests()));
     ble.withdraw();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(ble.status(), BleStatus::Failed(e));

@@ -403,7 +403,7 @@ mod tests {
         let ble = BleAnnouncer::start(&Handle::current(), fake.clone());
         let mut w = ble.watch();
         let r = record();
-        let _ = ble.announce(&r);
+        drop(ble.announce(&r));
         settle(
             &mut w,
             |s| matches!(s, BleStatus::Advertising(x) if x.order == r.order),
@@ -425,7 +425,7 @@ mod tests {
         };
         let ble = BleAnnouncer::start(&Handle::current(), fake);
         let mut w = ble.watch();
-        let _ = ble.announce(&record());
+        drop(ble.announce(&record()));
         settle(&mut w, |s| *s == BleStatus::Failed(BleError::NoAdapter)).await;
         // Withdrawing after a failure is harmless.
         ble.withdraw();
@@ -473,7 +473,7 @@ mod tests {
         let fake = Fake::default();
         let ble = BleAnnouncer::start(&Handle::current(), fake.clone());
         let mut w = ble.watch();
-        let _ = ble.announce(&record());
+        drop(ble.announce(&record()));
         settle(&mut w, |s| matches!(s, BleStatus::Advertising(_))).await;
         drop(ble);
         tokio::time::timeout(Duration::from_secs(5), async {
@@ -492,7 +492,7 @@ mod tests {
         });
         let mut w = ble.watch();
         settle(&mut w, |s| *s == BleStatus::Failed(BleError::NoBluez)).await;
-        let _ = ble.announce(&record());
+        drop(ble.announce(&record()));
         ble.withdraw();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(ble.status(), BleStatus::Failed(BleError::NoBluez));
