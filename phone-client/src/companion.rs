@@ -496,6 +496,10 @@ impl Companion {
                         .update(|st| st.mark_paid(server, &receipt.order_id))?;
                     on_receipt(&receipt);
                 }
+                AccountEvent::SecurityAlert { message, .. } => {
+                    tracing::warn!(%message, "security alert for this account");
+                }
+                AccountEvent::Other => {}
             }
         }
         Ok(())

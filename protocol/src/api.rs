@@ -67,6 +67,7 @@ pub struct Device {
 
 /// `POST /v1/orders` — the TV asks for an order for one item.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateOrder {
     pub item_id: ItemId,
     pub device_id: DeviceId,
@@ -124,6 +125,7 @@ pub struct CreatedOrder {
 
 /// `POST /v1/orders/{id}/cancel`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CancelOrder {
     pub tv_token: Token,
 }
@@ -140,6 +142,7 @@ pub enum PayerAuth {
 
 /// `POST /v1/orders/{id}/pay`, with the `Idempotency-Key` header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PayRequest {
     pub account: AccountId,
     pub auth: PayerAuth,
@@ -172,6 +175,7 @@ pub struct Receipt {
 
 /// `POST /v1/sessions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub account: AccountId,
     pub pin: Pin,
@@ -198,6 +202,15 @@ pub struct AccountView {
     pub card_available: Option<Money>,
 }
 
+/// One page of a list, newest first. When `next_cursor` is present, pass it back as
+/// `?cursor=` (with the same `?limit=`) to get the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
 /// A purchase unlocked on a device (SPEC P7).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entitlement {
@@ -212,7 +225,10 @@ pub struct Entitlement {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entitlements {
     pub device_id: DeviceId,
+    /// Newest first; one page (see [`Page`]).
     pub entitlements: Vec<Entitlement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Events on `GET /v1/orders/{id}/events` (server-sent events, for the TV).
@@ -264,6 +280,15 @@ pub enum AccountEvent {
     Receipt {
         receipt: Receipt,
     },
+    /// Something the owner should know about their account's safety, in plain words
+    /// (e.g. a device was blocked after wrong PINs).
+    SecurityAlert {
+        message: String,
+        at_ms: i64,
+    },
+    /// An event this client does not know (sent by a newer server).
+    #[serde(other)]
+    Other,
 }
 
 impl AccountEvent {
@@ -271,6 +296,8 @@ impl AccountEvent {
         match self {
             Self::Hello { .. } => "hello",
             Self::Receipt { .. } => "receipt",
+            Self::SecurityAlert { .. } => "security_alert",
+            Self::Other => "other",
         }
     }
 }
@@ -296,6 +323,7 @@ pub struct CurrencyAudit {
 
 /// `POST /v1/orders/{id}/phone` — the TV asks to pay by phone number (SPEC W2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PhonePayRequest {
     pub tv_token: Token,
     pub phone: PhoneNumber,
@@ -323,6 +351,7 @@ pub struct PhonePayStarted {
 
 /// `POST /v1/orders/{id}/phone/confirm` — the reply with the SMS code completes the payment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PhoneConfirm {
     pub phone: PhoneNumber,
     pub code: String,
@@ -372,6 +401,23 @@ pub enum ErrorCode {
     /// The server is shutting down or overloaded; retry.
     Unavailable,
     Internal,
+    /// No such endpoint (or resource) on this server.
+    NotFound,
+    /// The endpoint exists but not with this method; the `Allow` header lists the ones it has.
+    MethodNotAllowed,
+    /// The request's URI is longer than the server accepts.
+    UriTooLong,
+    /// The request's headers are larger than the server accepts.
+    HeadersTooLarge,
+    /// An amount or a balance would exceed one of the server's named limits.
+    LimitExceeded,
+    /// The device already owns this item (a film, an active membership): nothing to buy.
+    AlreadyOwned,
+    /// No payment with this idempotency key for this payer.
+    UnknownPayment,
+    /// A code this client does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -397,6 +443,14 @@ impl ErrorCode {
             Self::TooManyAttempts => "too_many_attempts",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::AlreadyOwned => "already_owned",
+            Self::UnknownPayment => "unknown_payment",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -424,6 +478,7 @@ pub struct ErrorDetail {
 
 /// Developer endpoints of the stub (admin token required): create accounts, top up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     pub id: AccountId,
     pub name: String,
@@ -432,9 +487,64 @@ pub struct CreateAccount {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TopUp {
     pub account: AccountId,
     pub amount: Money,
+}
+
+/// `POST /v1/admin/merchants` (admin token): a merchant account that items can be sold by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMerchant {
+    pub id: AccountId,
+    pub name: String,
+    pub currency: crate::Currency,
+}
+
+/// `POST /v1/admin/cards` (admin token): a bank card linked to a payer's wallet, used
+/// when the wallet is short (SPEC W4). Its currency is the wallet's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCard {
+    /// The wallet the card is linked to (one card per wallet).
+    pub owner: AccountId,
+    /// The card account's own id.
+    pub id: AccountId,
+}
+
+/// `POST /v1/admin/merchants/{id}/keys` (admin token): a new merchant API key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMerchantKey {
+    /// What the key is for, e.g. "back office".
+    pub label: String,
+}
+
+/// A merchant API key, shown once: only its hash is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantKey {
+    pub merchant: AccountId,
+    pub label: String,
+    /// Send as `Authorization: Bearer <key>` to the `/v1/merchants/{id}` endpoints.
+    pub key: Token,
+}
+
+/// `GET /v1/merchants/{id}` (merchant key): the merchant's account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantView {
+    pub id: AccountId,
+    pub name: String,
+    pub balance: Money,
+}
+
+/// One payment to a merchant (`GET /v1/merchants/{id}/payments`, merchant key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantPayment {
+    pub receipt: Receipt,
+    /// For physical goods: where to deliver them (SPEC P7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_address: Option<String>,
 }
 
 #[cfg(test)]
@@ -464,10 +574,23 @@ mod tests {
             ErrorCode::TooManyAttempts,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::UriTooLong,
+            ErrorCode::HeadersTooLarge,
+            ErrorCode::LimitExceeded,
+            ErrorCode::AlreadyOwned,
+            ErrorCode::UnknownPayment,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn unknown_error_codes_from_a_newer_server_still_parse() {
+        let code: ErrorCode = serde_json::from_str(r#""brand_new_code""#).unwrap();
+        assert_eq!(code, ErrorCode::Unknown);
     }
 
     #[test]

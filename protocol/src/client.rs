@@ -10,6 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::*;
+
+/// Most pages [`Client::entitlements`] fetches (100 entitlements each).
+pub const MAX_ENTITLEMENT_PAGES: usize = 100;
 use crate::{
     AccountId, DeviceId, IdempotencyKey, OrderId, PhoneNumber, ServerUrl, ShortCode, Token,
 };
@@ -76,6 +79,11 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .expect("reqwest client with static settings");
+        Self { base, http }
+    }
+
+    /// A client that sends through `http` (for example one bound to a local address).
+    pub fn with_http(base: ServerUrl, http: reqwest::Client) -> Self {
         Self { base, http }
     }
 
@@ -197,23 +205,74 @@ impl Client {
         .await
     }
 
-    /// `GET /v1/accounts/{id}/receipts` with a session token, newest first.
+    /// `GET /v1/accounts/{id}/receipts` with a session token: the newest page.
     pub async fn receipts(
         &self,
         id: &AccountId,
         session: &Token,
     ) -> Result<Vec<Receipt>, ClientError> {
+        Ok(self.receipts_page(id, session, None, None).await?.items)
+    }
+
+    /// `GET /v1/accounts/{id}/receipts?cursor=&limit=`: one page of receipts, newest first.
+    pub async fn receipts_page(
+        &self,
+        id: &AccountId,
+        session: &Token,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<Receipt>, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
         self.json(
             self.request(Method::GET, &format!("/v1/accounts/{id}/receipts"))
+                .query(&query)
                 .bearer_auth(session.expose()),
         )
         .await
     }
 
-    /// `GET /v1/devices/{id}/entitlements`
+    /// `GET /v1/accounts/{id}/payments/{key}`: the payment made with idempotency key
+    /// `key`, or the API error `unknown_payment` if none was (nothing was charged).
+    pub async fn payment(
+        &self,
+        id: &AccountId,
+        session: &Token,
+        key: &IdempotencyKey,
+    ) -> Result<Receipt, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/accounts/{id}/payments/{key}"))
+                .bearer_auth(session.expose()),
+        )
+        .await
+    }
+
+    /// `GET /v1/devices/{id}/entitlements`, every page (at most [`MAX_ENTITLEMENT_PAGES`]):
+    /// a TV needs all of them to know what it owns.
     pub async fn entitlements(&self, device: &DeviceId) -> Result<Entitlements, ClientError> {
-        self.get(&format!("/v1/devices/{device}/entitlements"))
-            .await
+        let path = format!("/v1/devices/{device}/entitlements");
+        let mut all: Entitlements = self.get(&format!("{path}?limit=100")).await?;
+        let mut pages = 1;
+        while let Some(cursor) = all.next_cursor.take() {
+            if pages >= MAX_ENTITLEMENT_PAGES {
+                break;
+            }
+            let next: Entitlements = self
+                .json(
+                    self.request(Method::GET, &path)
+                        .query(&[("limit", "100"), ("cursor", cursor.as_str())]),
+                )
+                .await?;
+            all.entitlements.extend(next.entitlements);
+            all.next_cursor = next.next_cursor;
+            pages += 1;
+        }
+        Ok(all)
     }
 
     /// `GET /v1/audit`
@@ -245,6 +304,93 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/admin/merchants` (stub developer endpoint, admin token).
+    pub async fn create_merchant(
+        &self,
+        admin: &str,
+        req: &CreateMerchant,
+    ) -> Result<MerchantView, ClientError> {
+        self.json(
+            self.request(Method::POST, "/v1/admin/merchants")
+                .bearer_auth(admin)
+                .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/merchants/{id}/keys` (admin token): a new merchant API key.
+    pub async fn create_merchant_key(
+        &self,
+        admin: &str,
+        merchant: &AccountId,
+        req: &CreateMerchantKey,
+    ) -> Result<MerchantKey, ClientError> {
+        self.json(
+            self.request(
+                Method::POST,
+                &format!("/v1/admin/merchants/{merchant}/keys"),
+            )
+            .bearer_auth(admin)
+            .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/cards` (admin token): links a card to a wallet.
+    pub async fn create_card(
+        &self,
+        admin: &str,
+        req: &CreateCard,
+    ) -> Result<AccountView, ClientError> {
+        self.json(
+            self.request(Method::POST, "/v1/admin/cards")
+                .bearer_auth(admin)
+                .json(req),
+        )
+        .await
+    }
+
+    /// `GET /v1/merchants/{id}` with a merchant API key.
+    pub async fn merchant(&self, id: &AccountId, key: &Token) -> Result<MerchantView, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/merchants/{id}"))
+                .bearer_auth(key.expose()),
+        )
+        .await
+    }
+
+    /// `GET /v1/merchants/{id}/payments?cursor=` with a merchant API key, newest first.
+    pub async fn merchant_payments(
+        &self,
+        id: &AccountId,
+        key: &Token,
+        cursor: Option<&str>,
+    ) -> Result<Page<MerchantPayment>, ClientError> {
+        let query: Vec<(&str, &str)> = cursor.map(|c| ("cursor", c)).into_iter().collect();
+        self.json(
+            self.request(Method::GET, &format!("/v1/merchants/{id}/payments"))
+                .query(&query)
+                .bearer_auth(key.expose()),
+        )
+        .await
+    }
+
+    /// `GET /v1/merchants/{id}/orders?cursor=` with a merchant API key, newest first.
+    pub async fn merchant_orders(
+        &self,
+        id: &AccountId,
+        key: &Token,
+        cursor: Option<&str>,
+    ) -> Result<Page<Order>, ClientError> {
+        let query: Vec<(&str, &str)> = cursor.map(|c| ("cursor", c)).into_iter().collect();
+        self.json(
+            self.request(Method::GET, &format!("/v1/merchants/{id}/orders"))
+                .query(&query)
+                .bearer_auth(key.expose()),
+        )
+        .await
+    }
+
     /// `POST /v1/orders/{id}/phone`: the TV sends the number typed on its pad.
     pub async fn pay_by_phone(
         &self,
@@ -264,30 +410,36 @@ impl Client {
             .await
     }
 
-    /// `GET /v1/accounts/{id}/sms` with a session token: SMS sent to the account's number.
+    /// `GET /v1/accounts/{id}/sms` with a session token: the newest page of SMS sent to
+    /// the account's bound numbers.
     pub async fn account_sms(
         &self,
         id: &AccountId,
         session: &Token,
     ) -> Result<Vec<SmsMessage>, ClientError> {
-        self.json(
-            self.request(Method::GET, &format!("/v1/accounts/{id}/sms"))
-                .bearer_auth(session.expose()),
-        )
-        .await
+        let page: Page<SmsMessage> = self
+            .json(
+                self.request(Method::GET, &format!("/v1/accounts/{id}/sms"))
+                    .bearer_auth(session.expose()),
+            )
+            .await?;
+        Ok(page.items)
     }
 
-    /// `GET /v1/admin/sms/{phone}` (developer endpoint, admin token): a number's outbox.
+    /// `GET /v1/admin/sms/{phone}` (developer endpoint, admin token): the newest page of
+    /// a number's outbox.
     pub async fn sms_outbox(
         &self,
         admin: &str,
         phone: &PhoneNumber,
     ) -> Result<Vec<SmsMessage>, ClientError> {
-        self.json(
-            self.request(Method::GET, &format!("/v1/admin/sms/{phone}"))
-                .bearer_auth(admin),
-        )
-        .await
+        let page: Page<SmsMessage> = self
+            .json(
+                self.request(Method::GET, &format!("/v1/admin/sms/{phone}"))
+                    .bearer_auth(admin),
+            )
+            .await?;
+        Ok(page.items)
     }
 
     /// `GET /v1/orders/{id}/events`: the order's server-sent events. The first item is

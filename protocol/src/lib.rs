@@ -15,6 +15,7 @@ pub mod discovery;
 mod ids;
 mod money;
 mod paylink;
+pub mod text;
 
 pub use api::*;
 pub use discovery::{DiscoveryRecord, SERVICE_TYPE};
@@ -23,7 +24,7 @@ pub use ids::{
     ShortCode, Token, hex, random_bytes,
 };
 pub use money::{Currency, Money};
-pub use paylink::{MAX_URL_LEN, PayLink, ServerUrl, is_qr_alphanumeric};
+pub use paylink::{MAX_SERVER_URL_LEN, MAX_URL_LEN, PayLink, ServerUrl, is_qr_alphanumeric};
 
 /// Why a value from outside (wire, QR, user input) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,30 +1,32 @@
 //! Payer accounts: balance view, receipts and the account event stream (for the companion),
 //! plus the developer endpoints that create accounts and top them up.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::{
     AccountEvent, AccountId, AccountView, AuditReport, CreateAccount, IdempotencyKey, Money,
-    OrderId, Receipt, TopUp,
+    OrderId, Page, Receipt, TopUp,
 };
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ClientIp};
 use crate::ledger::{self, AccountKind};
 use crate::orders::{funding_from_str, load_order, receipt_of};
+use crate::paging::PageQuery;
 use crate::{AppState, pin, sessions, sse};
 
-/// Receipts returned by one listing.
-const MAX_RECEIPTS: i64 = 100;
+/// Longest account or merchant name.
+pub const MAX_NAME_CHARS: usize = 64;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/accounts/{id}", get(view))
         .route("/v1/accounts/{id}/receipts", get(receipts))
+        .route("/v1/accounts/{id}/payments/{key}", get(payment))
         .route("/v1/accounts/{id}/events", get(events))
         .route("/v1/admin/accounts", post(create))
         .route("/v1/admin/topups", post(top_up))
@@ -70,49 +72,95 @@ async fn view(
 async fn receipts(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
     headers: HeaderMap,
-) -> ApiResult<Json<Vec<Receipt>>> {
+) -> ApiResult<Json<Page<Receipt>>> {
     let id = parse_account(&id)?;
+    let page = q.parse()?;
     sessions::authorize(&s, &headers, &id).await?;
     let list = s
         .store
         .read(move |conn| {
+            let (ms, key) = page.key();
             let rows: Vec<(String, String, String)> = conn
                 .prepare_cached(
-                    "SELECT order_id, idem_key, funding FROM payments WHERE payer = ?1
-                     ORDER BY paid_at_ms DESC LIMIT ?2",
+                    "SELECT order_id, idem_key, funding FROM payments
+                     WHERE payer = ?1 AND (paid_at_ms < ?2 OR (paid_at_ms = ?2 AND idem_key < ?3))
+                     ORDER BY paid_at_ms DESC, idem_key DESC LIMIT ?4",
                 )?
-                .query_map(rusqlite::params![id.as_str(), MAX_RECEIPTS], |r| {
+                .query_map(rusqlite::params![id.as_str(), ms, key, page.fetch()], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?
                 .collect::<Result<_, _>>()?;
-            let mut out = Vec::with_capacity(rows.len());
+            let mut items = Vec::with_capacity(rows.len());
             for (order_id, key, funding) in rows {
-                let order_id = OrderId::parse(&order_id).map_err(ApiError::internal)?;
-                let row = load_order(conn, &order_id)?.ok_or(ApiError::UnknownOrder)?;
-                out.push(receipt_of(
-                    &row,
-                    &IdempotencyKey::parse(&key).map_err(ApiError::internal)?,
-                    &id,
-                    funding_from_str(&funding),
-                ));
+                items.push(receipt_row(conn, &id, &order_id, &key, &funding)?);
             }
-            Ok(out)
+            let next_cursor = page.finish(&mut items, |r: &Receipt| {
+                (r.paid_at_ms, r.payment_id.as_str().to_owned())
+            });
+            Ok(Page { items, next_cursor })
         })
         .await?;
     Ok(Json(list))
 }
 
+fn receipt_row(
+    conn: &Connection,
+    payer: &AccountId,
+    order_id: &str,
+    key: &str,
+    funding: &str,
+) -> ApiResult<Receipt> {
+    let order_id = OrderId::parse(order_id).map_err(ApiError::internal)?;
+    let row = load_order(conn, &order_id)?.ok_or(ApiError::UnknownOrder)?;
+    Ok(receipt_of(
+        &row,
+        &IdempotencyKey::parse(key).map_err(ApiError::internal)?,
+        payer,
+        funding_from_str(funding),
+    ))
+}
+
+/// `GET /v1/accounts/{id}/payments/{key}`: the payment made with idempotency key `key`,
+/// or `unknown_payment`. A client whose pay request timed out asks this instead of
+/// paying again: the answer says for certain whether money moved.
+async fn payment(
+    State(s): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Receipt>> {
+    let id = parse_account(&id)?;
+    let key = IdempotencyKey::parse(&key).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    sessions::authorize(&s, &headers, &id).await?;
+    let receipt = s
+        .store
+        .read(move |conn| {
+            let row: Option<(String, String)> = conn
+                .prepare_cached(
+                    "SELECT order_id, funding FROM payments WHERE payer = ?1 AND idem_key = ?2",
+                )?
+                .query_row([id.as_str(), key.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let (order_id, funding) = row.ok_or(ApiError::UnknownPayment)?;
+            receipt_row(conn, &id, &order_id, key.as_str(), &funding)
+        })
+        .await?;
+    Ok(Json(receipt))
+}
+
 async fn events(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_account(&id)?;
     sessions::authorize(&s, &headers, &id).await?;
+    let slot = sse::slot(&s, ip)?;
     let rx = s.hub.subscribe_account(&id)?;
     let first = AccountEvent::Hello { account: id };
-    Ok(sse::stream(first, rx, s.shutdown.clone(), |_| false))
+    Ok(sse::stream(slot, first, rx, s.shutdown.clone(), |_| false))
 }
 
 /// Checks the developer bearer token; the endpoints are off when none is configured.
@@ -151,12 +199,7 @@ async fn create(
     let view = s
         .store
         .write(move |conn, _| {
-            let name = req.name.trim();
-            if name.is_empty() || name.chars().count() > 64 {
-                return Err(ApiError::InvalidRequest(
-                    "name must be 1-64 characters".into(),
-                ));
-            }
+            let name = &crate::orders::clean_text(&req.name, MAX_NAME_CHARS, "name")?;
             ledger::create_account(
                 conn,
                 req.id.as_str(),
@@ -179,11 +222,7 @@ async fn top_up(
     ApiJson(req): ApiJson<TopUp>,
 ) -> ApiResult<Json<AccountView>> {
     admin(&s, &headers)?;
-    if req.amount.minor == 0 || req.amount.minor > i64::MAX as u64 / 4 {
-        return Err(ApiError::InvalidRequest(
-            "top-up amount out of range".into(),
-        ));
-    }
+    ledger::check_amount(req.amount)?;
     let now = s.clock.now_ms();
     let view = s
         .store

@@ -73,6 +73,10 @@ impl Store {
                 .with_context(|| format!("item {id}: bad price {}", it.price))?;
             anyhow::ensure!(price.minor > 0, "item {id}: price must be positive");
             anyhow::ensure!(
+                price.minor <= crate::ledger::MAX_AMOUNT_MINOR,
+                "item {id}: price is above the largest amount allowed"
+            );
+            anyhow::ensure!(
                 it.kind != ItemKind::Membership || it.period_days.is_some(),
                 "item {id}: a membership needs period_days"
             );

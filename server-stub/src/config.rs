@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use protocol::ServerUrl;
 
+use crate::limits;
 use crate::store::DEFAULT_MAX_BATCH;
 
 /// Default lifetime of an order before it expires.
@@ -19,30 +20,81 @@ pub const SWEEP_INTERVAL_MS: u64 = 500;
 #[derive(Clone, Debug, clap::Args)]
 pub struct Config {
     /// Address to listen on. Use 0.0.0.0:8080 (with --public-url) to serve phones on the LAN.
-    #[arg(long, env = "COUCHPAY_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "COUCHPAY_BIND",
+        default_value = "127.0.0.1:8080"
+    )]
     pub bind: SocketAddr,
     /// SQLite database file; created and migrated on first start.
-    #[arg(long, env = "COUCHPAY_DATABASE", default_value = "couchpay.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "COUCHPAY_DATABASE",
+        default_value = "couchpay.db"
+    )]
     pub database: PathBuf,
     /// Folder holding catalog.json and posters/.
-    #[arg(long, env = "COUCHPAY_ASSETS", default_value = "assets")]
+    #[arg(long, global = true, env = "COUCHPAY_ASSETS", default_value = "assets")]
     pub assets: PathBuf,
     /// The URL phones use to reach this server (goes into pay links and QR codes).
     /// Defaults to http://<bind address>.
-    #[arg(long, env = "COUCHPAY_PUBLIC_URL")]
+    #[arg(long, global = true, env = "COUCHPAY_PUBLIC_URL")]
     pub public_url: Option<ServerUrl>,
     /// Seconds an order can be paid before it expires.
-    #[arg(long, env = "COUCHPAY_ORDER_TTL_S", default_value_t = DEFAULT_ORDER_TTL_S)]
+    #[arg(long, global = true, env = "COUCHPAY_ORDER_TTL_S", default_value_t = DEFAULT_ORDER_TTL_S)]
     pub order_ttl_s: u64,
     /// Bearer token enabling the developer endpoints (/v1/admin/*); disabled when unset.
-    #[arg(long, env = "COUCHPAY_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "COUCHPAY_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// Most writes committed together (group commit). 1 = one transaction per request.
-    #[arg(long, env = "COUCHPAY_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
+    #[arg(long, global = true, env = "COUCHPAY_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
     /// Do not create the demo accounts on first start.
-    #[arg(long, env = "COUCHPAY_NO_DEMO")]
+    #[arg(long, global = true, env = "COUCHPAY_NO_DEMO")]
     pub no_demo: bool,
+    /// Milliseconds a client has to send a request's headers before its connection is closed.
+    #[arg(long, global = true, env = "COUCHPAY_HEADER_READ_TIMEOUT_MS",
+          default_value_t = limits::DEFAULT_HEADER_READ_TIMEOUT_MS)]
+    pub header_read_timeout_ms: u64,
+    /// Most open connections in total; further ones are closed at once.
+    #[arg(long, global = true, env = "COUCHPAY_MAX_CONNECTIONS",
+          default_value_t = limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Most open connections from one client address (IPv6: one /64).
+    #[arg(long, global = true, env = "COUCHPAY_MAX_CONNECTIONS_PER_ADDRESS",
+          default_value_t = limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)]
+    pub max_connections_per_address: usize,
+    /// Most open event streams from one client address.
+    #[arg(long, global = true, env = "COUCHPAY_MAX_STREAMS_PER_ADDRESS",
+          default_value_t = limits::DEFAULT_MAX_STREAMS_PER_ADDRESS)]
+    pub max_streams_per_address: usize,
+}
+
+impl Config {
+    /// The defaults, for a database at `database` (tests and tools).
+    pub fn with_database(database: PathBuf) -> Self {
+        Self {
+            bind: "127.0.0.1:8080".parse().expect("a literal address"),
+            database,
+            assets: PathBuf::from("assets"),
+            public_url: None,
+            order_ttl_s: DEFAULT_ORDER_TTL_S,
+            admin_token: None,
+            max_batch: DEFAULT_MAX_BATCH,
+            no_demo: false,
+            header_read_timeout_ms: limits::DEFAULT_HEADER_READ_TIMEOUT_MS,
+            max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            max_streams_per_address: limits::DEFAULT_MAX_STREAMS_PER_ADDRESS,
+        }
+    }
 }
 
 impl Config {

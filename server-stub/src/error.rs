@@ -48,6 +48,20 @@ pub enum ApiError {
     Unavailable,
     #[error("internal error")]
     Internal(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("this endpoint does not support that method")]
+    MethodNotAllowed,
+    #[error("the request URI is longer than {0} bytes")]
+    UriTooLong(usize),
+    #[error("the request headers are larger than {0} bytes or more than {1} headers")]
+    HeadersTooLarge(usize, usize),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("this device already has this item: nothing to buy")]
+    AlreadyOwned,
+    #[error("no payment with this idempotency key: nothing was charged with it")]
+    UnknownPayment,
 }
 
 impl ApiError {
@@ -77,6 +91,13 @@ impl ApiError {
             Self::TooManyAttempts => ErrorCode::TooManyAttempts,
             Self::Unavailable => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::UriTooLong(_) => ErrorCode::UriTooLong,
+            Self::HeadersTooLarge(..) => ErrorCode::HeadersTooLarge,
+            Self::LimitExceeded(_) => ErrorCode::LimitExceeded,
+            Self::AlreadyOwned => ErrorCode::AlreadyOwned,
+            Self::UnknownPayment => ErrorCode::UnknownPayment,
         }
     }
 
@@ -98,6 +119,12 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound(_) | Self::UnknownPayment => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge(..) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::LimitExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::AlreadyOwned => StatusCode::CONFLICT,
         }
     }
 

@@ -11,12 +11,39 @@
 //! - A hold freezes part of a balance; it is later released or captured (released and
 //!   transferred in the same transaction). `accounts.held` is the sum of active holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use protocol::{AccountId, AuditReport, Currency, CurrencyAudit, Money};
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{ApiError, ApiResult};
+
+/// Largest amount of one transfer (payment, top-up, hold): 1,000,000,000.00.
+pub const MAX_AMOUNT_MINOR: u64 = 1_000_000_000_00;
+/// Largest balance of any non-system account: 1,000,000,000,000.00.
+pub const MAX_BALANCE_MINOR: i64 = 1_000_000_000_000_00;
+/// Most money ever issued (topped up) in one currency: the issuance account never goes
+/// below minus this. With it every sum of balances fits an `i64` many times over; the
+/// audit still adds in `i128`, so it cannot overflow even on a damaged database.
+pub const MAX_ISSUED_MINOR: i64 = 1_000_000_000_000_000_00;
+
+/// Checks an amount against [`MAX_AMOUNT_MINOR`].
+pub fn check_amount(amount: Money) -> ApiResult<i64> {
+    if amount.minor == 0 {
+        return Err(ApiError::InvalidRequest(
+            "the amount must be positive".into(),
+        ));
+    }
+    if amount.minor > MAX_AMOUNT_MINOR {
+        return Err(ApiError::LimitExceeded(format!(
+            "{amount} is more than the largest amount allowed, {}",
+            Money::new(MAX_AMOUNT_MINOR, amount.currency)
+        )));
+    }
+    // MAX_AMOUNT_MINOR is far below i64::MAX.
+    Ok(amount.minor as i64)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccountKind {
@@ -167,25 +194,49 @@ pub fn transfer(
     reference: Option<&str>,
     now_ms: i64,
 ) -> ApiResult<i64> {
+    // Its own savepoint: a refused transfer leaves nothing behind even when the caller
+    // carries on with other work in the same transaction.
+    conn.prepare_cached("SAVEPOINT transfer")?.execute([])?;
+    let r = transfer_steps(conn, debit, credit, amount, kind, reference, now_ms);
+    if r.is_err() {
+        conn.prepare_cached("ROLLBACK TO transfer")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE transfer")?.execute([])?;
+    r
+}
+
+fn transfer_steps(
+    conn: &Connection,
+    debit: &str,
+    credit: &str,
+    amount: Money,
+    kind: &str,
+    reference: Option<&str>,
+    now_ms: i64,
+) -> ApiResult<i64> {
     if amount.minor == 0 || debit == credit {
         return Err(ApiError::internal("empty or self transfer"));
     }
-    let minor = i64::try_from(amount.minor)
-        .map_err(|_| ApiError::InvalidRequest("amount too large".into()))?;
+    let minor = check_amount(amount)?;
     let cur = amount.currency.as_str();
     // Debit only if the money is there; the WHERE clause makes check and update one step.
     let debited = conn
         .prepare_cached(
             "UPDATE accounts SET balance = balance - ?2
-             WHERE id = ?1 AND currency = ?3 AND (kind = 'system' OR balance - held >= ?2)",
+             WHERE id = ?1 AND currency = ?3
+               AND ((kind = 'system' AND balance - ?2 >= ?4) OR balance - held >= ?2)",
         )?
-        .execute(params![debit, minor, cur])?;
+        .execute(params![debit, minor, cur, -MAX_ISSUED_MINOR])?;
     if debited != 1 {
         return match get_account(conn, debit)? {
             None => Err(ApiError::UnknownAccount),
             Some(a) if a.currency != amount.currency => Err(ApiError::InsufficientFunds(format!(
                 "account {debit} holds {}, not {cur}",
                 a.currency
+            ))),
+            Some(a) if a.kind == "system" => Err(ApiError::LimitExceeded(format!(
+                "more than {} would have been issued in {cur}",
+                Money::new(MAX_ISSUED_MINOR as u64, a.currency)
             ))),
             Some(a) => Err(ApiError::InsufficientFunds(format!(
                 "{} available, {} needed",
@@ -196,12 +247,19 @@ pub fn transfer(
     }
     let credited = conn
         .prepare_cached(
-            "UPDATE accounts SET balance = balance + ?2 WHERE id = ?1 AND currency = ?3",
+            "UPDATE accounts SET balance = balance + ?2
+             WHERE id = ?1 AND currency = ?3 AND (kind = 'system' OR balance <= ?4 - ?2)",
         )?
-        .execute(params![credit, minor, cur])?;
+        .execute(params![credit, minor, cur, MAX_BALANCE_MINOR])?;
     if credited != 1 {
-        // The caller's savepoint rolls the debit back.
-        return Err(ApiError::UnknownAccount);
+        // The savepoint rolls the debit back.
+        return Err(match get_account(conn, credit)? {
+            Some(a) if a.currency == amount.currency => ApiError::LimitExceeded(format!(
+                "account {credit} would hold more than the largest balance allowed, {}",
+                Money::new(MAX_BALANCE_MINOR as u64, a.currency)
+            )),
+            _ => ApiError::UnknownAccount,
+        });
     }
     conn.prepare_cached(
         "INSERT INTO transfers (debit, credit, amount, currency, kind, reference, created_at_ms)
@@ -225,13 +283,7 @@ pub fn hold(
     reason: &str,
     now_ms: i64,
 ) -> ApiResult<i64> {
-    let minor = i64::try_from(amount.minor)
-        .map_err(|_| ApiError::InvalidRequest("amount too large".into()))?;
-    if minor == 0 {
-        return Err(ApiError::InvalidRequest(
-            "a hold needs a positive amount".into(),
-        ));
-    }
+    let minor = check_amount(amount)?;
     let changed = conn
         .prepare_cached(
             "UPDATE accounts SET held = held + ?2
@@ -268,101 +320,127 @@ pub fn release_hold(conn: &Connection, hold_id: i64, captured: bool) -> ApiResul
     Ok(())
 }
 
+/// An integer column as `i128`, or a description of what is there instead (a balance
+/// that once overflowed into a float, say): the audit reports it instead of failing.
+fn int_of(v: Value) -> Result<i128, String> {
+    match v {
+        Value::Integer(i) => Ok(i128::from(i)),
+        Value::Null => Ok(0),
+        Value::Real(f) => Err(format!("the non-integer {f}")),
+        Value::Text(t) => Err(format!("the text {t:?}")),
+        Value::Blob(_) => Err("a blob".into()),
+    }
+}
+
 /// Checks the ledger's invariants; never modifies anything.
+///
+/// All sums are taken in `i128` in Rust, not in SQL, so no balance or transfer total can
+/// overflow the audit: it is the tool you reach for when something is wrong.
 pub fn audit(conn: &Connection) -> ApiResult<AuditReport> {
     let mut problems = Vec::new();
     let accounts: u64 = conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
     let transfers: u64 = conn.query_row("SELECT COUNT(*) FROM transfers", [], |r| r.get(0))?;
 
-    // 1. Each balance equals its replay from the transfers.
-    let mut stmt = conn.prepare(
-        "SELECT a.id, a.balance,
-                COALESCE((SELECT SUM(amount) FROM transfers WHERE credit = a.id), 0)
-              - COALESCE((SELECT SUM(amount) FROM transfers WHERE debit = a.id), 0)
-         FROM accounts a",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (id, balance, replay) = row?;
-        if balance != replay {
-            problems.push(format!(
-                "account {id}: balance {balance} but transfers add up to {replay}"
-            ));
+    // Replay every transfer: per account the net of credits minus debits, per currency
+    // the total topped up.
+    let mut replay: HashMap<String, i128> = HashMap::new();
+    let mut topups: BTreeMap<String, i128> = BTreeMap::new();
+    let mut stmt =
+        conn.prepare("SELECT id, debit, credit, amount, currency, kind FROM transfers")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let amount = match int_of(r.get(3)?) {
+            Ok(a) if a > 0 => a,
+            Ok(a) => {
+                problems.push(format!("transfer {id}: amount {a} is not positive"));
+                continue;
+            }
+            Err(what) => {
+                problems.push(format!("transfer {id}: amount is {what}"));
+                continue;
+            }
+        };
+        *replay.entry(r.get(1)?).or_default() -= amount;
+        *replay.entry(r.get(2)?).or_default() += amount;
+        if r.get::<_, String>(5)? == "topup" {
+            *topups.entry(r.get(4)?).or_default() += amount;
         }
     }
 
-    // 2. No non-system account below zero or below its holds; holds add up.
-    let mut stmt = conn.prepare(
-        "SELECT a.id, a.balance, a.held,
-                COALESCE((SELECT SUM(amount) FROM holds WHERE account = a.id AND state = 'active'), 0)
-         FROM accounts a WHERE a.kind <> 'system'",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (id, balance, held, holds) = row?;
-        if balance < 0 || held < 0 || held > balance {
-            problems.push(format!("account {id}: balance {balance}, held {held}"));
+    let mut active_holds: HashMap<String, i128> = HashMap::new();
+    let mut stmt = conn.prepare("SELECT account, amount FROM holds WHERE state = 'active'")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let account: String = r.get(0)?;
+        match int_of(r.get(1)?) {
+            Ok(a) => *active_holds.entry(account).or_default() += a,
+            Err(what) => problems.push(format!("a hold of {account} is {what}")),
         }
-        if held != holds {
+    }
+
+    // Per currency: (sum of all balances, sum of non-system balances).
+    let mut per: BTreeMap<String, (i128, i128)> = BTreeMap::new();
+    let mut stmt = conn.prepare("SELECT id, kind, currency, balance, held FROM accounts")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let kind: String = r.get(1)?;
+        let currency: String = r.get(2)?;
+        let (balance, held) = match (int_of(r.get(3)?), int_of(r.get(4)?)) {
+            (Ok(b), Ok(h)) => (b, h),
+            (Err(what), _) => {
+                problems.push(format!("account {id}: balance is {what}"));
+                continue;
+            }
+            (_, Err(what)) => {
+                problems.push(format!("account {id}: held is {what}"));
+                continue;
+            }
+        };
+        // 1. Each balance equals its replay from the transfers.
+        let expected = replay.get(&id).copied().unwrap_or(0);
+        if balance != expected {
             problems.push(format!(
-                "account {id}: held {held} but active holds sum to {holds}"
+                "account {id}: balance {balance} but transfers add up to {expected}"
             ));
+        }
+        // 2. No non-system account below zero or below its holds; holds add up.
+        if kind != "system" {
+            if balance < 0 || held < 0 || held > balance {
+                problems.push(format!("account {id}: balance {balance}, held {held}"));
+            }
+            let holds = active_holds.get(&id).copied().unwrap_or(0);
+            if held != holds {
+                problems.push(format!(
+                    "account {id}: held {held} but active holds sum to {holds}"
+                ));
+            }
+        }
+        let e = per.entry(currency).or_default();
+        e.0 += balance;
+        if kind != "system" {
+            e.1 += balance;
         }
     }
 
     // 3. Per currency: all balances sum to zero and user-side money equals the top-ups.
-    let mut per: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
-    let mut stmt = conn.prepare("SELECT currency, SUM(balance) FROM accounts GROUP BY currency")?;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (cur, total) = row?;
-        per.entry(cur).or_default().0 = total;
-    }
-    let mut stmt = conn.prepare(
-        "SELECT a.currency,
-                SUM(CASE WHEN a.kind <> 'system' THEN a.balance ELSE 0 END),
-                COALESCE((SELECT SUM(t.amount) FROM transfers t
-                          WHERE t.kind = 'topup' AND t.currency = a.currency), 0)
-         FROM accounts a GROUP BY a.currency",
-    )?;
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })? {
-        let (cur, users, topups) = row?;
-        let e = per.entry(cur).or_default();
-        e.1 = users;
-        e.2 = topups;
-    }
     let mut currencies = Vec::new();
-    for (cur, (total, users, topups)) in per {
+    for (cur, (total, users)) in per {
+        let topped = topups.get(&cur).copied().unwrap_or(0);
         if total != 0 {
             problems.push(format!("{cur}: balances sum to {total}, not 0"));
         }
-        if users != topups {
+        if users != topped {
             problems.push(format!(
-                "{cur}: accounts hold {users} but top-ups total {topups}"
+                "{cur}: accounts hold {users} but top-ups total {topped}"
             ));
         }
+        let clamp = |v: i128| u64::try_from(v.max(0)).unwrap_or(u64::MAX);
         currencies.push(CurrencyAudit {
             currency: cur,
-            topped_up_minor: topups.max(0) as u64,
-            balances_minor: users.max(0) as u64,
+            topped_up_minor: clamp(topped),
+            balances_minor: clamp(users),
         });
     }
 

@@ -8,11 +8,16 @@ pub mod accounts;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod ledger;
+pub mod limits;
+pub mod merchants;
+pub mod middleware;
 pub mod orders;
+pub mod paging;
 pub mod paypage;
 pub mod phone;
 pub mod pin;
@@ -37,7 +42,6 @@ use axum::extract::DefaultBodyLimit;
 use protocol::ServerUrl;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::trace::TraceLayer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
@@ -58,6 +62,12 @@ pub struct Inner {
     pub public_url: ServerUrl,
     pub clock: Arc<dyn Clock>,
     pub code_limiter: RateLimiter,
+    /// Serialises PIN checks per account (see `pin`).
+    pub pin_locks: pin::PinLocks,
+    /// Signs the pay page's CSRF cookies; shared by every node through the database.
+    pub csrf_key: cookie::Key,
+    /// Open event streams per client address.
+    pub stream_slots: Arc<limits::PerAddress>,
     /// The SMS gateway (the stub's outbox).
     pub sms: Arc<dyn sms::SmsSender>,
     /// Flips to `true` on shutdown; event streams end on it.
@@ -84,16 +94,22 @@ impl AppState {
         let store = Store::open(&config.database, config.max_batch, hub.clone())
             .with_context(|| format!("opening database {}", config.database.display()))?;
         seed::run(&store, &catalog, !config.no_demo, clock.now_ms()).await?;
+        let csrf_key = cookie::Key::from(&store.secret("csrf").await?);
+        let stream_slots =
+            limits::PerAddress::new(config.max_streams_per_address, events::MAX_SUBSCRIBERS);
         Ok(Self(Arc::new(Inner {
             hub,
             catalog,
             config,
             public_url,
             clock,
+            pin_locks: pin::PinLocks::default(),
+            csrf_key,
             code_limiter: RateLimiter::new(
                 ratelimit::CODE_LOOKUP_BURST,
                 ratelimit::CODE_LOOKUPS_PER_MIN,
             ),
+            stream_slots,
             sms: Arc::new(sms::OutboxSms {
                 store: store.clone(),
             }),
@@ -110,10 +126,13 @@ pub fn app(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(phone::router())
         .merge(accounts::router())
+        .merge(merchants::router())
         .merge(web::router())
-        .fallback(|| async { error::ApiError::InvalidRequest("no such endpoint".into()) })
+        .fallback(web::not_found)
+        .layer(axum::middleware::from_fn(middleware::log_requests))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn(middleware::head_limits))
         .layer(DefaultBodyLimit::max(config::MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
@@ -126,17 +145,17 @@ pub async fn run(
     stop_streams: watch::Sender<bool>,
 ) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep_loop(state.clone()));
+    let limits = conn::ConnLimits {
+        header_read_timeout: Duration::from_millis(state.config.header_read_timeout_ms),
+        max_connections: state.config.max_connections,
+        max_connections_per_address: state.config.max_connections_per_address,
+    };
     let router = app(state);
     let signal = async move {
         shutdown.await;
         let _ = stop_streams.send(true);
     };
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal)
-    .await?;
+    conn::serve(listener, router, limits, signal).await;
     sweeper.abort();
     Ok(())
 }

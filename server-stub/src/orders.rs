@@ -1,7 +1,7 @@
 //! Orders: create, read, look up by short code, pay, cancel, expire, and their events
 //! (SPEC P1, P5–P8).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::{ApiError, ApiResult};
 use crate::events::Event;
 use crate::extract::{ApiJson, ClientIp};
+use crate::paging::PageQuery;
 use crate::{AppState, ledger, pin, sessions, sse};
 
 /// Longest friendly device name accepted.
@@ -74,11 +75,12 @@ fn bad_row(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text)
 }
 
-const ORDER_COLUMNS: &str = "id, short_code, item_id, item_title, item_kind, period_days, amount,
+pub const ORDER_COLUMNS: &str =
+    "id, short_code, item_id, item_title, item_kind, period_days, amount,
     currency, merchant_id, merchant_name, device_id, device_name, tv_token_hash, status,
     created_at_ms, expires_at_ms, paid_at_ms, payer, delivery_address";
 
-fn order_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
+pub fn order_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
     let s = |i: usize| r.get::<_, String>(i);
     let kind = match s(4)?.as_str() {
         "video" => ItemKind::Video,
@@ -159,14 +161,33 @@ impl OrderRow {
     }
 }
 
-fn clean_text(s: &str, max_chars: usize, what: &str) -> ApiResult<String> {
-    let t = s.trim();
-    if t.chars().count() > max_chars || t.chars().any(char::is_control) {
-        return Err(ApiError::InvalidRequest(format!(
-            "{what} must be at most {max_chars} characters without control characters"
-        )));
+/// Checks text a person will read as a check (see `protocol::text`).
+pub fn clean_text(s: &str, max_chars: usize, what: &str) -> ApiResult<String> {
+    protocol::text::display_text(s, max_chars)
+        .map_err(|e| ApiError::InvalidRequest(format!("{what} {e}")))
+}
+
+/// Whether `device` already has `item` in a way that makes buying it again pointless:
+/// a film it owns, or a membership that is still active. Goods can always be bought again.
+fn already_owned(
+    conn: &Connection,
+    device: &DeviceId,
+    item: &ItemId,
+    kind: ItemKind,
+    now: i64,
+) -> ApiResult<bool> {
+    if kind == ItemKind::Physical {
+        return Ok(false);
     }
-    Ok(t.to_owned())
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM entitlements e JOIN orders o ON o.id = e.order_id
+             WHERE e.device_id = ?1 AND o.item_id = ?2
+               AND (e.valid_until_ms IS NULL OR e.valid_until_ms > ?3) LIMIT 1",
+        )?
+        .query_row(params![device.as_str(), item.as_str(), now], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 async fn create(
@@ -187,6 +208,9 @@ async fn create(
     let order = s
         .store
         .write(move |conn, _| {
+            if already_owned(conn, &req.device_id, &item.id, item.kind, now)? {
+                return Err(ApiError::AlreadyOwned);
+            }
             let id = OrderId::random();
             for _ in 0..SHORT_CODE_ATTEMPTS {
                 let code = ShortCode::random();
@@ -278,6 +302,7 @@ enum Proof {
 
 async fn pay(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<PayRequest>,
@@ -293,13 +318,13 @@ async fn pay(
     let address = req
         .delivery_address
         .as_deref()
+        .filter(|a| !a.trim().is_empty())
         .map(|a| clean_text(a, MAX_ADDRESS_CHARS, "delivery_address"))
-        .transpose()?
-        .filter(|a| !a.is_empty());
+        .transpose()?;
     let now = s.clock.now_ms();
     let proof = match &req.auth {
         PayerAuth::Pin(p) => {
-            pin::check(&s.store, &req.account, p, now).await?;
+            pin::check(&s, &req.account, p, ip, now).await?;
             Proof::PinChecked
         }
         PayerAuth::Session(t) => Proof::Session(sessions::hash_token(t)),
@@ -315,7 +340,16 @@ async fn pay(
             pay_in_tx(conn, events, &server, &id, &payer, &key, address, now)
         })
         .await?;
+    log_paid(&receipt);
     Ok(Json(receipt))
+}
+
+/// The one log line of every completed payment (no secrets: ids, amount, funding).
+pub fn log_paid(r: &Receipt) {
+    tracing::info!(
+        order = %r.order_id, payer = %r.payer, merchant = %r.merchant.id,
+        amount = %r.amount, funding = ?r.funding, "payment"
+    );
 }
 
 pub fn receipt_of(
@@ -410,6 +444,10 @@ pub fn pay_in_tx(
     if row.item.kind == ItemKind::Physical && address.is_none() {
         return Err(ApiError::DeliveryAddressRequired);
     }
+    // Two orders for the same film, paid one after the other, must not charge twice.
+    if already_owned(conn, &row.device.id, &row.item.id, row.item.kind, now)? {
+        return Err(ApiError::AlreadyOwned);
+    }
 
     let wallet = ledger::get_account(conn, payer.as_str())?
         .filter(|a| a.kind == "wallet")
@@ -468,16 +506,11 @@ pub fn pay_in_tx(
         now
     ])?;
 
-    // Entitlement (SPEC P7): a membership bought while one is active extends it.
+    // Entitlement (SPEC P7). A membership is only sold while none is active (see
+    // `already_owned`), so it runs from now.
     let valid_until = match row.period_days {
         Some(days) if row.item.kind == ItemKind::Membership => {
-            let current_end: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT MAX(e.valid_until_ms) FROM entitlements e JOIN orders o ON o.id = e.order_id
-                     WHERE e.device_id = ?1 AND o.item_id = ?2 AND e.valid_until_ms > ?3",
-                )?
-                .query_row(params![row.device.id.as_str(), row.item.id.as_str(), now], |r| r.get(0))?;
-            Some(current_end.unwrap_or(now) + i64::from(days) * 86_400_000)
+            Some(now + i64::from(days) * 86_400_000)
         }
         _ => None,
     };
@@ -576,13 +609,19 @@ pub async fn sweep_expired(s: &AppState) -> ApiResult<usize> {
         .await
 }
 
-async fn events(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn events(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let id = parse_order_id(&id)?;
+    let slot = sse::slot(&s, ip)?;
     // Subscribe before reading the snapshot, so no event can fall between the two.
     let rx = s.hub.subscribe_order(&id)?;
     let order = read_order(&s, id).await?;
     let first = OrderEvent::Snapshot { order };
     Ok(sse::stream(
+        slot,
         first,
         rx,
         s.shutdown.clone(),
@@ -593,18 +632,23 @@ async fn events(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
 async fn entitlements(
     State(s): State<AppState>,
     Path(device): Path<String>,
+    Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Entitlements>> {
     let device = DeviceId::parse(&device).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let page = q.parse()?;
     let d = device.clone();
-    let list = s
+    let (list, next_cursor) = s
         .store
         .read(move |conn| {
+            let (ms, after) = page.key();
             let mut stmt = conn.prepare_cached(
                 "SELECT e.order_id, o.item_id, o.item_title, o.item_kind, e.granted_at_ms, e.valid_until_ms
                  FROM entitlements e JOIN orders o ON o.id = e.order_id
-                 WHERE e.device_id = ?1 ORDER BY e.granted_at_ms DESC LIMIT 500",
+                 WHERE e.device_id = ?1
+                   AND (e.granted_at_ms < ?2 OR (e.granted_at_ms = ?2 AND e.order_id < ?3))
+                 ORDER BY e.granted_at_ms DESC, e.order_id DESC LIMIT ?4",
             )?;
-            let rows = stmt.query_map([d.as_str()], |r| {
+            let rows = stmt.query_map(params![d.as_str(), ms, after, page.fetch()], |r| {
                 let kind = match r.get::<_, String>(3)?.as_str() {
                     "video" => ItemKind::Video,
                     "membership" => ItemKind::Membership,
@@ -621,11 +665,16 @@ async fn entitlements(
                     valid_until_ms: r.get(5)?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut list = rows.collect::<Result<Vec<_>, _>>()?;
+            let next = page.finish(&mut list, |e: &Entitlement| {
+                (e.granted_at_ms, e.order_id.as_str().to_owned())
+            });
+            Ok((list, next))
         })
         .await?;
     Ok(Json(Entitlements {
         device_id: device,
         entitlements: list,
+        next_cursor,
     }))
 }

@@ -1,9 +1,12 @@
 //! The pay link's web page (SPEC W1): a phone with no Couchpay app opens the QR's URL
 //! and pays in any browser — order details, account + PIN, pay, result.
 //!
-//! Plain HTML forms, no JavaScript. Cross-site request forgery is stopped by a
-//! double-submit token (an `HttpOnly`, `SameSite=Strict` cookie that must match a hidden
-//! field) and by refusing a foreign `Origin`. The PIN travels only in the POST body,
+//! Plain HTML forms, no JavaScript. Cross-site request forgery is stopped by a signed
+//! double-submit token: a random nonce in an `HttpOnly`, `SameSite=Strict` cookie signed
+//! with the server's key (HMAC-SHA256, the `cookie` crate's signed jar, key kept in the
+//! database), which must match a hidden field; a cookie the server never issued fails
+//! the signature. The request must also come from this server's own page: `Origin`, or
+//! when a browser sends none, `Referer`, must be this server. The PIN travels only in the POST body,
 //! never in a URL, and is never logged. Each rendered form carries a fresh idempotency
 //! key, so submitting twice (reload, double tap) pays once.
 
@@ -11,17 +14,21 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use cookie::{Cookie, CookieJar, Key, SameSite};
 use protocol::{AccountId, IdempotencyKey, ItemKind, OrderId, OrderStatus, Pin, Receipt, Token};
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::extract::ClientIp;
 use crate::orders::{OrderRow, load_order, parse_order_id, pay_in_tx};
 use crate::sessions::constant_time_eq;
 use crate::{AppState, pin};
 
 const CSRF_COOKIE: &str = "couchpay_csrf";
+/// Lifetime of a CSRF cookie: a pay page left open longer is reloaded.
+const CSRF_COOKIE_MAX_AGE_S: i64 = 3600;
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -39,19 +46,19 @@ fn escape(s: &str) -> String {
 const STYLE: &str = "\
 *{box-sizing:border-box}body{font-family:system-ui,-apple-system,sans-serif;margin:0;\
 background:#f4f4f7;color:#16161d}main{max-width:28rem;margin:0 auto;padding:1.25rem}\
-.brand{font-weight:700;color:#5b3df5;letter-spacing:.02em}.card{background:#fff;\
+.brand{font-weight:800;color:#b7791f;letter-spacing:.02em}.card{background:#fff;\
 border-radius:1rem;padding:1.25rem;box-shadow:0 1px 3px #0002;margin:1rem 0}\
 h1{font-size:1.4rem;margin:.2rem 0}.amount{font-size:2.2rem;font-weight:800;margin:.4rem 0}\
 .meta{color:#555;margin:.2rem 0}.code{font-family:ui-monospace,monospace;font-size:1.2rem;\
 letter-spacing:.12em}label{display:block;font-weight:600;margin:.9rem 0 .3rem}\
 input,textarea{width:100%;font-size:1.1rem;padding:.75rem;border:1px solid #bbb;\
 border-radius:.6rem}button{width:100%;margin-top:1.2rem;padding:1rem;font-size:1.15rem;\
-font-weight:700;color:#fff;background:#5b3df5;border:0;border-radius:.8rem}\
+font-weight:700;color:#1a1204;background:#ffb42e;border:0;border-radius:.8rem}\
 .error{background:#fde8e8;color:#8a1111;border-radius:.6rem;padding:.8rem;font-weight:600}\
 .ok{background:#e5f7ea;color:#0d5b22;border-radius:.6rem;padding:.8rem;font-weight:600;\
 font-size:1.2rem}.hint{color:#666;font-size:.9rem}";
 
-fn page(status: StatusCode, title: &str, body: &str, cookie: Option<&str>) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str, cookie: Option<&str>) -> Response {
     let html = format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <meta name=viewport content='width=device-width,initial-scale=1'>\
@@ -69,26 +76,43 @@ fn page(status: StatusCode, title: &str, body: &str, cookie: Option<&str>) -> Re
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
-    if let Some(c) = cookie.and_then(|c| {
-        HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={c}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600"
-        ))
-        .ok()
-    }) {
+    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(c).ok()) {
         h.insert(header::SET_COOKIE, c);
     }
     resp
 }
 
-fn csrf_cookie(headers: &HeaderMap) -> Option<Token> {
-    headers
+/// A `Set-Cookie` value carrying `nonce`, signed with the server's key.
+fn signed_csrf_cookie(key: &Key, nonce: &Token) -> String {
+    let mut jar = CookieJar::new();
+    jar.signed_mut(key).add(
+        Cookie::build((CSRF_COOKIE, nonce.expose().to_owned()))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .max_age(cookie::time::Duration::seconds(CSRF_COOKIE_MAX_AGE_S)),
+    );
+    jar.get(CSRF_COOKIE)
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+/// The nonce of the request's CSRF cookie, if it carries this server's signature.
+fn csrf_cookie(key: &Key, headers: &HeaderMap) -> Option<Token> {
+    let mut jar = CookieJar::new();
+    for c in headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == CSRF_COOKIE)
-        .and_then(|(_, v)| Token::parse(v).ok())
+        .filter_map(|c| Cookie::parse(c.trim().to_owned()).ok())
+        .filter(|c| c.name() == CSRF_COOKIE)
+    {
+        jar.add_original(c);
+    }
+    jar.signed(key)
+        .get(CSRF_COOKIE)
+        .and_then(|c| Token::parse(c.value()).ok())
 }
 
 fn summary(row: &OrderRow) -> String {
@@ -105,12 +129,16 @@ fn summary(row: &OrderRow) -> String {
     )
 }
 
-fn form(row: &OrderRow, csrf: &Token, error: Option<&str>, account: &str) -> String {
+fn form(row: &OrderRow, csrf: &Token, error: Option<&str>, account: &str, address: &str) -> String {
+    // What the person typed is kept across a refused submit; only the PIN is asked again.
     let address = if row.item.kind == ItemKind::Physical {
-        "<label for=address>Delivery address</label>\
-         <textarea id=address name=address rows=3 required maxlength=500></textarea>"
+        format!(
+            "<label for=address>Delivery address</label>\
+             <textarea id=address name=address rows=3 required maxlength=500>{}</textarea>",
+            escape(address)
+        )
     } else {
-        ""
+        String::new()
     };
     format!(
         "{err}<form class=card method=post action='/P/{id}'>\
@@ -158,16 +186,24 @@ fn human(e: &ApiError) -> String {
     }
 }
 
-/// The final pages: paid, expired, cancelled.
-fn closed(row: &OrderRow, now: i64) -> Option<(&'static str, &'static str)> {
+/// The final pages: paid (styled as success), expired and cancelled (styled as errors:
+/// nothing can be paid here). Returns (title, text, CSS class).
+fn closed(row: &OrderRow, now: i64) -> Option<(&'static str, &'static str, &'static str)> {
     match row.effective_status(now) {
         OrderStatus::Pending => None,
-        OrderStatus::Paid => Some(("Paid", "This order is paid. Enjoy!")),
+        OrderStatus::Paid => Some(("Paid", "This order is paid. Enjoy!", "ok")),
         OrderStatus::Expired => Some((
             "Expired",
-            "This code has expired. Ask the TV for a new one.",
+            "This code has expired, so nothing can be paid here and nothing was charged. \
+             Ask the TV for a new code.",
+            "error",
         )),
-        OrderStatus::Cancelled => Some(("Cancelled", "This order was cancelled on the TV.")),
+        OrderStatus::Cancelled => Some((
+            "Cancelled",
+            "This order was cancelled on the TV, so nothing can be paid here and nothing \
+             was charged.",
+            "error",
+        )),
     }
 }
 
@@ -198,21 +234,24 @@ pub async fn show(
         Ok(None) => return not_found(StatusCode::NOT_FOUND, "Unknown order"),
         Err(e) => return e.into_response(),
     };
-    if let Some((title, text)) = closed(&row, s.clock.now_ms()) {
-        let body = format!("{}<p class=ok>{}</p>", summary(&row), escape(text));
+    if let Some((title, text, class)) = closed(&row, s.clock.now_ms()) {
+        let body = format!(
+            "{}<p class={class} role=status>{}</p>",
+            summary(&row),
+            escape(text)
+        );
         return page(StatusCode::OK, title, &body, None);
     }
-    let (csrf, set) = match csrf_cookie(&headers) {
-        Some(t) => (t, false),
-        None => (Token::random(), true),
+    let (csrf, set) = match csrf_cookie(&s.csrf_key, &headers) {
+        Some(t) => (t, None),
+        None => {
+            let t = Token::random();
+            let c = signed_csrf_cookie(&s.csrf_key, &t);
+            (t, Some(c))
+        }
     };
-    let body = format!("{}{}", summary(&row), form(&row, &csrf, None, ""));
-    page(
-        StatusCode::OK,
-        &row.item.title,
-        &body,
-        set.then_some(csrf.expose()),
-    )
+    let body = format!("{}{}", summary(&row), form(&row, &csrf, None, "", ""));
+    page(StatusCode::OK, &row.item.title, &body, set.as_deref())
 }
 
 #[derive(Deserialize)]
@@ -234,16 +273,28 @@ impl std::fmt::Debug for PayForm {
     }
 }
 
+/// Whether the form was posted from this server's own page. Browsers send `Origin` on
+/// POSTs; where one does not (older browsers, some privacy settings), `Referer` (which
+/// the page asks to be sent same-origin) must name this server. A request with neither
+/// is refused: a browser that strips both cannot be told apart from a forged request.
 fn same_origin(s: &AppState, headers: &HeaderMap) -> bool {
-    // Browsers send Origin on cross-site POSTs; when present it must be this server.
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(o) => protocol::ServerUrl::parse(o).is_ok_and(|o| o == s.public_url),
+    let header = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+    if let Some(o) = header(header::ORIGIN) {
+        return protocol::ServerUrl::parse(o).is_ok_and(|o| o == s.public_url);
+    }
+    match header(header::REFERER) {
+        Some(r) => {
+            let base = s.public_url.as_str().trim_end_matches('/');
+            r.strip_prefix(base)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        }
+        None => false,
     }
 }
 
 pub async fn submit(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     headers: HeaderMap,
     Form(f): Form<PayForm>,
@@ -256,7 +307,7 @@ pub async fn submit(
         Ok(None) => return not_found(StatusCode::NOT_FOUND, "Unknown order"),
         Err(e) => return e.into_response(),
     };
-    let cookie = csrf_cookie(&headers);
+    let cookie = csrf_cookie(&s.csrf_key, &headers);
     let csrf_ok = cookie
         .as_ref()
         .is_some_and(|c| constant_time_eq(c.expose().as_bytes(), f.csrf.as_bytes()));
@@ -272,7 +323,7 @@ pub async fn submit(
     }
     let csrf = cookie.unwrap_or_else(Token::random);
     let account_text = f.account.trim().to_lowercase();
-    let result = pay(&s, &row, &f, &account_text).await;
+    let result = pay(&s, &row, &f, &account_text, ip).await;
     match result {
         Ok(receipt) => {
             let body = format!(
@@ -290,7 +341,7 @@ pub async fn submit(
         }
         Err(e) => {
             let status = e.status();
-            if let Some((title, _)) = closed(&row, s.clock.now_ms()).filter(|_| {
+            if let Some((title, _, _)) = closed(&row, s.clock.now_ms()).filter(|_| {
                 matches!(
                     e,
                     ApiError::AlreadyPaid | ApiError::OrderExpired | ApiError::OrderCancelled
@@ -306,7 +357,13 @@ pub async fn submit(
             let body = format!(
                 "{}{}",
                 summary(&row),
-                form(&row, &csrf, Some(&human(&e)), &account_text)
+                form(
+                    &row,
+                    &csrf,
+                    Some(&human(&e)),
+                    &account_text,
+                    f.address.as_deref().unwrap_or("")
+                )
             );
             page(status, &row.item.title, &body, None)
         }
@@ -318,6 +375,7 @@ async fn pay(
     row: &OrderRow,
     f: &PayForm,
     account: &str,
+    ip: std::net::IpAddr,
 ) -> Result<Receipt, ApiError> {
     let account = AccountId::parse(account).map_err(|_| ApiError::UnknownAccount)?;
     let pin = Pin::parse(f.pin.trim())
@@ -338,12 +396,15 @@ async fn pay(
         })
         .transpose()?;
     let now = s.clock.now_ms();
-    pin::check(&s.store, &account, &pin, now).await?;
+    pin::check(s, &account, &pin, ip, now).await?;
     let server = s.public_url.clone();
     let id = row.id.clone();
-    s.store
+    let receipt = s
+        .store
         .write(move |conn, events| {
             pay_in_tx(conn, events, &server, &id, &account, &key, address, now)
         })
-        .await
+        .await?;
+    crate::orders::log_paid(&receipt);
+    Ok(receipt)
 }

@@ -2,13 +2,13 @@
 //! number gets an SMS with a 6-digit code whose reply completes the payment, an unbound
 //! number gets an SMS with the pay link.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::{
-    AccountId, IdempotencyKey, OrderStatus, PhoneConfirm, PhoneNumber, PhonePayKind,
-    PhonePayRequest, PhonePayStarted, Receipt, SmsMessage,
+    AccountId, IdempotencyKey, OrderStatus, Page, PhoneConfirm, PhonePayKind, PhonePayRequest,
+    PhonePayStarted, Receipt, SmsMessage,
 };
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::orders::{load_order, parse_order_id, pay_in_tx};
-use crate::sms::{outbox, parse_phone};
+use crate::paging::PageQuery;
+use crate::sms::{Outbox, outbox, parse_phone};
 use crate::{AppState, accounts, sessions};
 
 /// How long an SMS code works.
@@ -196,26 +197,22 @@ async fn confirm(
             Ok(Ok(receipt))
         })
         .await?
+        .inspect(crate::orders::log_paid)
         .map(Json)
 }
 
 async fn account_sms(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
     headers: HeaderMap,
-) -> ApiResult<Json<Vec<SmsMessage>>> {
+) -> ApiResult<Json<Page<SmsMessage>>> {
     let id = AccountId::parse(&id).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let page = q.parse()?;
     sessions::authorize(&s, &headers, &id).await?;
     let list = s
         .store
-        .read(move |conn| {
-            let phones: Vec<PhoneNumber> = conn
-                .prepare_cached("SELECT phone FROM phone_bindings WHERE account = ?1")?
-                .query_map([id.as_str()], |r| r.get::<_, String>(0))?
-                .filter_map(|p| p.ok().and_then(|p| PhoneNumber::parse(&p).ok()))
-                .collect();
-            outbox(conn, &phones)
-        })
+        .read(move |conn| outbox(conn, &Outbox::Account(id), &page))
         .await?;
     Ok(Json(list))
 }
@@ -223,11 +220,15 @@ async fn account_sms(
 async fn admin_outbox(
     State(s): State<AppState>,
     Path(phone): Path<String>,
+    Query(q): Query<PageQuery>,
     headers: HeaderMap,
-) -> ApiResult<Json<Vec<SmsMessage>>> {
+) -> ApiResult<Json<Page<SmsMessage>>> {
     accounts::admin(&s, &headers)?;
     let phone = parse_phone(&phone)?;
+    let page = q.parse()?;
     Ok(Json(
-        s.store.read(move |conn| outbox(conn, &[phone])).await?,
+        s.store
+            .read(move |conn| outbox(conn, &Outbox::Phone(phone), &page))
+            .await?,
     ))
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::SESSION_TTL_S;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ClientIp};
 use crate::{AppState, ledger, pin};
 
 pub fn router() -> Router<AppState> {
@@ -67,10 +67,11 @@ pub async fn authorize(s: &AppState, headers: &HeaderMap, account: &AccountId) -
 
 async fn login(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<Session>> {
     let now = s.clock.now_ms();
-    pin::check(&s.store, &req.account, &req.pin, now).await?;
+    pin::check(&s, &req.account, &req.pin, ip, now).await?;
     let token = Token::random();
     let hash = hash_token(&token);
     let expires = now + SESSION_TTL_S as i64 * 1000;

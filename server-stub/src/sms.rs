@@ -5,14 +5,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use protocol::{PhoneNumber, SmsMessage};
+use protocol::{Page, PhoneNumber, SmsMessage};
 use rusqlite::params;
 
 use crate::error::{ApiError, ApiResult};
+use crate::paging::PageParams;
 use crate::store::Store;
-
-/// Messages returned by one outbox listing (newest first).
-pub const MAX_OUTBOX_LIST: i64 = 50;
 
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = ApiResult<()>> + Send + 'a>>;
 
@@ -45,26 +43,58 @@ impl SmsSender for OutboxSms {
     }
 }
 
-/// The outbox of the given numbers, newest first.
-pub fn outbox(conn: &rusqlite::Connection, phones: &[PhoneNumber]) -> ApiResult<Vec<SmsMessage>> {
-    let mut out = Vec::new();
-    for phone in phones {
-        let rows = conn
-            .prepare_cached(
-                "SELECT body, sent_at_ms FROM sms_outbox WHERE phone = ?1 ORDER BY id DESC LIMIT ?2",
-            )?
-            .query_map(params![phone.as_str(), MAX_OUTBOX_LIST], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        out.extend(rows.into_iter().map(|(body, sent_at_ms)| SmsMessage {
-            to: phone.clone(),
-            body,
-            sent_at_ms,
-        }));
-    }
-    out.sort_by_key(|m| std::cmp::Reverse(m.sent_at_ms));
-    Ok(out)
+/// Whose outbox to list.
+#[derive(Debug, Clone)]
+pub enum Outbox {
+    /// Every number bound to this account.
+    Account(protocol::AccountId),
+    /// One number.
+    Phone(PhoneNumber),
+}
+
+/// One page of an outbox, newest first.
+pub fn outbox(
+    conn: &rusqlite::Connection,
+    whose: &Outbox,
+    page: &PageParams,
+) -> ApiResult<Page<SmsMessage>> {
+    let (after, _) = page.key();
+    let (sql, key) = match whose {
+        Outbox::Account(a) => (
+            "SELECT id, phone, body, sent_at_ms FROM sms_outbox
+             WHERE phone IN (SELECT phone FROM phone_bindings WHERE account = ?1) AND id < ?2
+             ORDER BY id DESC LIMIT ?3",
+            a.as_str().to_owned(),
+        ),
+        Outbox::Phone(p) => (
+            "SELECT id, phone, body, sent_at_ms FROM sms_outbox
+             WHERE phone = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            p.as_str().to_owned(),
+        ),
+    };
+    let mut rows = conn
+        .prepare_cached(sql)?
+        .query_map(params![key, after, page.fetch()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = page.finish(&mut rows, |r| (r.0, String::new()));
+    let items = rows
+        .into_iter()
+        .filter_map(|(_, phone, body, sent_at_ms)| {
+            Some(SmsMessage {
+                to: PhoneNumber::parse(&phone).ok()?,
+                body,
+                sent_at_ms,
+            })
+        })
+        .collect();
+    Ok(Page { items, next_cursor })
 }
 
 pub fn parse_phone(s: &str) -> ApiResult<PhoneNumber> {

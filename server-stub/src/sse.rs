@@ -9,8 +9,15 @@ use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::limits::{Refused, Slot};
+use std::net::IpAddr;
+
 /// Interval of keep-alive comments, so idle proxies and clients see the stream is alive.
 pub const KEEP_ALIVE_S: u64 = 15;
+/// Retry hint for a client address that holds all its event-stream slots.
+const STREAM_RETRY_S: u64 = 5;
 
 /// Something with an SSE event name.
 pub trait Named {
@@ -37,13 +44,26 @@ fn encode<E: Serialize + Named>(e: &E) -> SseEvent {
 }
 
 struct St<E> {
+    /// The client address's stream slot, given back when the stream ends.
+    _slot: Slot,
     first: Option<E>,
     rx: broadcast::Receiver<E>,
     shutdown: watch::Receiver<bool>,
     done: bool,
 }
 
+/// Takes one of `ip`'s event-stream slots, or refuses with a clear error.
+pub fn slot(s: &AppState, ip: IpAddr) -> ApiResult<Slot> {
+    s.stream_slots.acquire(ip).map_err(|why| match why {
+        Refused::Address => ApiError::RateLimited {
+            retry_after_s: STREAM_RETRY_S,
+        },
+        Refused::Total => ApiError::Unavailable,
+    })
+}
+
 pub fn stream<E>(
+    slot: Slot,
     first: E,
     rx: broadcast::Receiver<E>,
     shutdown: watch::Receiver<bool>,
@@ -53,6 +73,7 @@ where
     E: Serialize + Named + Clone + Send + 'static,
 {
     let st = St {
+        _slot: slot,
         first: Some(first),
         rx,
         shutdown,

@@ -30,6 +30,7 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_phone.sql"),
+    include_str!("../migrations/0003_hardening.sql"),
 ];
 
 /// A write job: runs against the open transaction, pushes events to publish after the
@@ -133,6 +134,28 @@ impl Store {
             .try_send(job)
             .map_err(|_| ApiError::Unavailable)?;
         rx.await.map_err(|_| ApiError::Unavailable)?
+    }
+
+    /// The 64-byte random server secret `name`, created on first use. It lives in the
+    /// database so that restarts (and every node of a cluster) share it.
+    pub async fn secret(&self, name: &'static str) -> anyhow::Result<[u8; 64]> {
+        let fresh = protocol::random_bytes::<64>().to_vec();
+        let value = self
+            .write(move |conn, _| {
+                conn.prepare_cached(
+                    "INSERT INTO server_secrets (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO NOTHING",
+                )?
+                .execute(rusqlite::params![name, fresh])?;
+                Ok(conn
+                    .prepare_cached("SELECT value FROM server_secrets WHERE name = ?1")?
+                    .query_row([name], |r| r.get::<_, Vec<u8>>(0))?)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("reading server secret {name}: {e}"))?;
+        value
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("server secret {name} has the wrong length"))
     }
 
     /// Runs `f` on a reader connection on the blocking pool.

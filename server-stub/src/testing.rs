@@ -38,13 +38,9 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             bind: "127.0.0.1:0".parse().expect("loopback address"),
-            database: dir.path().join("couchpay.db"),
             assets: assets_dir(),
-            public_url: None,
-            order_ttl_s: crate::config::DEFAULT_ORDER_TTL_S,
             admin_token: Some(TEST_ADMIN_TOKEN.into()),
-            max_batch: crate::store::DEFAULT_MAX_BATCH,
-            no_demo: false,
+            ..Config::with_database(dir.path().join("couchpay.db"))
         };
         tweak(&mut config);
         let clock = Arc::new(ManualClock::new());

@@ -1,7 +1,7 @@
 //! Plain HTTP resources: the catalog, poster images and a health check; the pay-link
 //! page lives in `paypage`.
 
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,6 +17,7 @@ const MAX_POSTER_BYTES: u64 = 4 * 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/catalog", get(catalog))
         .route("/assets/posters/{file}", get(poster))
@@ -60,4 +61,36 @@ async fn poster(State(s): State<AppState>, Path(file): Path<String>) -> ApiResul
         bytes,
     )
         .into_response())
+}
+
+/// `GET /`: says what this server is, for someone who opens it in a browser.
+async fn home(State(s): State<AppState>) -> Response {
+    let body = format!(
+        "<div class=card><h1>Couchpay stub server</h1>\
+         <p>This server stands in for a bank and a store while you build and test TV apps \
+         that are paid for with a phone. TVs and companions talk to its API under \
+         <code>/v1</code>; phones without the app open pay links (<code>/P/…</code>) here.</p>\
+         <p class=meta>Public address: <code>{url}</code></p>\
+         <p class=meta>Health check: <a href=/healthz>/healthz</a> · \
+         Catalog: <a href=/v1/catalog>/v1/catalog</a> · Ledger audit: <a href=/v1/audit>/v1/audit</a></p>\
+         <p class=hint>The README and ARCHITECTURE.md of the Couchpay repository describe \
+         every endpoint.</p></div>",
+        url = paypage::escape(s.public_url.as_str()),
+    );
+    paypage::page(StatusCode::OK, "Couchpay", &body, None)
+}
+
+/// Anything unrouted: a JSON `not_found` under `/v1`, a small page elsewhere.
+pub async fn not_found(OriginalUri(uri): OriginalUri) -> Response {
+    let path = uri.path();
+    if path == "/v1" || path.starts_with("/v1/") {
+        return ApiError::NotFound("no such endpoint".into()).into_response();
+    }
+    paypage::page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "<div class=card><h1>Nothing here</h1><p>This address is not a page of this \
+         Couchpay server. If you scanned a code on a TV, scan it again.</p></div>",
+        None,
+    )
 }

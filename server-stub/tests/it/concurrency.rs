@@ -96,12 +96,15 @@ async fn concurrent_double_spend_of_one_balance_pays_only_what_it_covers() {
         .await
         .unwrap();
     let mut tasks = Vec::new();
-    for _ in 0..20 {
+    for i in 0..20 {
         let c = c.clone();
         let payer = payer.clone();
         let token = session.token.clone();
         tasks.push(tokio::spawn(async move {
-            let o = order(&c, "film-night-train").await.order;
+            // One TV each: a device that owns the film is not sold it again.
+            let o = order_on(&c, "film-night-train", &format!("SN-SPEND-{i:02}"))
+                .await
+                .order;
             c.pay(
                 &o.id,
                 &key(),

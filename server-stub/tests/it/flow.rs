@@ -120,23 +120,37 @@ async fn membership_grants_time_and_physical_goods_keep_the_address() {
     c.pay(&m.id, &key(), &pay_req("alice", pin("1234")))
         .await
         .unwrap();
+    // While the month is active, there is nothing to buy.
+    assert_code(
+        c.create_order(&protocol::CreateOrder {
+            item_id: protocol::ItemId::parse("plus-monthly").unwrap(),
+            device_id: protocol::DeviceId::parse(DEVICE).unwrap(),
+            device_name: "Living-room TV".into(),
+        })
+        .await,
+        ErrorCode::AlreadyOwned,
+    );
+    let day = 86_400_000;
+    let ends = |ents: protocol::Entitlements| -> Vec<i64> {
+        ents.entitlements
+            .iter()
+            .filter_map(|e| e.valid_until_ms)
+            .collect()
+    };
+    let device = protocol::DeviceId::parse(DEVICE).unwrap();
+    assert_eq!(
+        ends(c.entitlements(&device).await.unwrap()),
+        vec![srv.clock_now() + 30 * day]
+    );
+    // Once it has run out, a new month starts from the day it is bought.
+    srv.advance_clock(Duration::from_secs(31 * 86_400));
     let m2 = order(&c, "plus-monthly").await.order;
     c.pay(&m2.id, &key(), &pay_req("alice", pin("1234")))
         .await
         .unwrap();
-    let ents = c
-        .entitlements(&protocol::DeviceId::parse(DEVICE).unwrap())
-        .await
-        .unwrap();
-    let ends: Vec<i64> = ents
-        .entitlements
-        .iter()
-        .filter_map(|e| e.valid_until_ms)
-        .collect();
-    assert_eq!(ends.len(), 2);
-    let day = 86_400_000;
-    // The second month extends the first instead of overlapping it.
-    assert_eq!(ends.iter().max().unwrap() - srv.clock_now(), 60 * day);
+    let all = ends(c.entitlements(&device).await.unwrap());
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().max().unwrap() - srv.clock_now(), 30 * day);
 
     let lamp = order(&c, "lamp-aurora").await.order;
     let mut req = pay_req("alice", pin("1234"));
@@ -236,7 +250,7 @@ async fn idempotent_replay_returns_the_original_and_charges_once() {
     assert_eq!(before - after, 499, "charged exactly once");
 
     // Same key, different content: refused.
-    let other = order(&c, "film-night-train").await.order;
+    let other = order(&c, "film-cloud-atlas-of-birds").await.order;
     assert_code(
         c.pay(&other.id, &k, &req).await,
         ErrorCode::IdempotencyConflict,

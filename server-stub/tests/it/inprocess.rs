@@ -13,13 +13,9 @@ use tower::ServiceExt;
 async fn state(dir: &tempfile::TempDir) -> AppState {
     let config = Config {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("db.sqlite"),
         assets: server_stub::testing::assets_dir(),
-        public_url: None,
-        order_ttl_s: 600,
-        admin_token: None,
         max_batch: 64,
-        no_demo: false,
+        ..Config::with_database(dir.path().join("db.sqlite"))
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);
     AppState::open(
@@ -76,10 +72,13 @@ async fn oversized_and_malformed_bodies_get_json_errors() {
 
     let resp = app
         .clone()
-        .oneshot(Request::get("/v2/nothing").body(Body::empty()).unwrap())
+        .oneshot(Request::get("/v1/nothing").body(Body::empty()).unwrap())
         .await
         .unwrap();
-    assert_eq!(error_of(resp).await.1, ErrorCode::InvalidRequest);
+    assert_eq!(
+        error_of(resp).await,
+        (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+    );
 
     // Developer endpoints are off without an admin token.
     let resp = app

@@ -7,6 +7,7 @@ mod concurrency;
 mod durability;
 mod errors;
 mod flow;
+mod hardening;
 mod inprocess;
 mod paypage;
 mod phone;
@@ -28,10 +29,15 @@ pub(crate) fn pin(p: &str) -> PayerAuth {
 }
 
 pub(crate) async fn order(client: &Client, item: &str) -> CreatedOrder {
+    order_on(client, item, DEVICE).await
+}
+
+/// An order for `item` made by the TV with serial `device`.
+pub(crate) async fn order_on(client: &Client, item: &str, device: &str) -> CreatedOrder {
     client
         .create_order(&CreateOrder {
             item_id: ItemId::parse(item).unwrap(),
-            device_id: DeviceId::parse(DEVICE).unwrap(),
+            device_id: DeviceId::parse(device).unwrap(),
             device_name: "Living-room TV".into(),
         })
         .await

@@ -43,11 +43,14 @@ impl Browser {
         (Self { http, cookie }, resp.text().await.unwrap())
     }
 
+    /// Posts the form as a browser does: with the cookie and this page's `Origin`.
     async fn post(&self, url: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let origin = url.split("/P/").next().unwrap();
         let resp = self
             .http
             .post(url)
             .header("cookie", &self.cookie)
+            .header("origin", origin)
             .form(form)
             .send()
             .await

@@ -478,6 +478,7 @@ fn purchases_load_and_leave() {
     app.handle(Input::EntitlementsLoaded(Ok(protocol::Entitlements {
         device_id: identity().device_id,
         entitlements: vec![],
+        next_cursor: None,
     })));
     assert!(matches!(
         app.screen,

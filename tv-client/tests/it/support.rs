@@ -231,6 +231,7 @@ impl Backend for FakeBackend {
         Ok(Entitlements {
             device_id: device,
             entitlements: vec![],
+            next_cursor: None,
         })
     }
 
