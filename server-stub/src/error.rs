@@ -24,9 +24,13 @@ pub enum ApiError {
     OrderCancelled,
     #[error("this order is already paid")]
     AlreadyPaid,
-    #[error("wrong PIN ({remaining} attempts left before the account is locked)")]
+    #[error(
+        "wrong PIN ({remaining} tries left before this device is blocked from the account for a while)"
+    )]
     WrongPin { remaining: u32 },
-    #[error("too many wrong PINs: the account is locked, try again in {retry_after_s} s")]
+    #[error(
+        "too many wrong PINs: this account cannot be used from here for now, try again in {retry_after_s} s"
+    )]
     AccountLocked { retry_after_s: u64 },
     #[error("insufficient funds: {0}")]
     InsufficientFunds(String),

@@ -169,11 +169,11 @@ fn human(e: &ApiError) -> String {
         ApiError::OrderCancelled => "This order was cancelled on the TV.".into(),
         ApiError::AlreadyPaid => "This order is already paid.".into(),
         ApiError::WrongPin { remaining } => format!(
-            "Wrong PIN. {remaining} more wrong {} will lock the account for 15 minutes.",
+            "Wrong PIN. {remaining} more wrong {} will block this device from the account for 15 minutes.",
             if *remaining == 1 { "try" } else { "tries" }
         ),
         ApiError::AccountLocked { retry_after_s } => format!(
-            "Too many wrong PINs: this account is locked. Try again in {} minutes.",
+            "Too many wrong PINs: this account cannot be used from here for now. Try again in {} minutes.",
             retry_after_s.div_ceil(60)
         ),
         ApiError::InsufficientFunds(why) => format!("Not enough money to pay: {why}."),

@@ -155,6 +155,16 @@ impl Driver {
         .await;
     }
 
+    /// Runs `script` (a function body) in the page and returns its result.
+    async fn eval(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     async fn click(&self, css: &str) {
         let e = self.element(css).await;
         self.cmd(
@@ -250,9 +260,9 @@ async fn chromium_pays_on_the_pay_page_and_the_tv_sees_paid() {
     assert!(matches!(ev, OrderEvent::Paid { ref order } if order.id == o.id));
 
     // Error pages, the same way: wrong PIN, then an expired order.
-    let o2 = order(&c, "film-night-train").await.order;
+    let o2 = order(&c, "film-cloud-atlas-of-birds").await.order;
     d.goto(&o2.pay_link.to_string()).await;
-    d.wait_for("Night Train").await;
+    d.wait_for("Atlas").await;
     d.type_into("#account", "bob").await;
     d.type_into("#pin", "0000").await;
     d.click("button[type=submit]").await;
@@ -268,6 +278,49 @@ async fn chromium_pays_on_the_pay_page_and_the_tv_sees_paid() {
         c.order(&o2.id).await.unwrap().status,
         protocol::OrderStatus::Expired
     );
+
+    d.quit().await;
+    assert!(c.audit().await.unwrap().ok);
+    srv.stop().await;
+}
+
+/// Issue "product", pay page: an expired link opened fresh was styled as a success, and
+/// the delivery address typed before a refused submit was cleared.
+#[tokio::test]
+async fn chromium_shows_expired_links_as_errors_and_keeps_the_typed_address() {
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    let d = Driver::start().await;
+
+    // carol has 5.00: the 59.00 lamp is refused, and what she typed stays.
+    let lamp = order(&c, "lamp-aurora").await.order;
+    d.goto(&lamp.pay_link.to_string()).await;
+    d.wait_for("Aurora").await;
+    d.type_into("#account", "carol").await;
+    d.type_into("#pin", "1357").await;
+    d.type_into("#address", "7 Elm Row, Edinburgh").await;
+    d.click("button[type=submit]").await;
+    d.wait_for("Not enough money").await;
+    let kept = d
+        .eval("return document.querySelector('#address').value")
+        .await;
+    assert_eq!(kept, json!("7 Elm Row, Edinburgh"));
+    d.screenshot("paypage-insufficient.png").await;
+
+    // An expired link opened fresh: styled as an error, not as a success.
+    let o = order(&c, "film-night-train").await.order;
+    srv.advance_clock(Duration::from_secs(601));
+    d.goto(&o.pay_link.to_string()).await;
+    d.wait_for("expired").await;
+    let class = d
+        .eval("return document.querySelector('[role=status]').className")
+        .await;
+    assert_eq!(class, json!("error"));
+    let colour = d
+        .eval("return getComputedStyle(document.querySelector('[role=status]')).color")
+        .await;
+    assert_eq!(colour, json!("rgb(138, 17, 17)"), "the error red");
+    d.screenshot("paypage-expired-on-open.png").await;
 
     d.quit().await;
     assert!(c.audit().await.unwrap().ok);

@@ -131,8 +131,7 @@ async fn wrong_pins_lock_the_account_for_fifteen_minutes() {
             .unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::WrongPin));
         assert!(
-            err.to_string()
-                .contains(&format!("{remaining} attempts left")),
+            err.to_string().contains(&format!("{remaining} tries left")),
             "{err}"
         );
     }
