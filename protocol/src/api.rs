@@ -415,6 +415,8 @@ pub enum ErrorCode {
     AlreadyOwned,
     /// No payment with this idempotency key for this payer.
     UnknownPayment,
+    /// The test clock is off: start the server with `--test-clock`.
+    TestClockDisabled,
     /// A code this client does not know (sent by a newer server).
     #[serde(other)]
     Unknown,
@@ -450,6 +452,7 @@ impl ErrorCode {
             Self::LimitExceeded => "limit_exceeded",
             Self::AlreadyOwned => "already_owned",
             Self::UnknownPayment => "unknown_payment",
+            Self::TestClockDisabled => "test_clock_disabled",
             Self::Unknown => "unknown",
         }
     }
@@ -547,6 +550,23 @@ pub struct MerchantPayment {
     pub delivery_address: Option<String>,
 }
 
+/// `GET /v1/admin/clock` (admin token): the server's time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockView {
+    pub now_ms: i64,
+    /// Whether the test clock is on (`--test-clock`), so `POST /v1/admin/clock` works.
+    pub test_clock: bool,
+}
+
+/// `POST /v1/admin/clock` (admin token, `--test-clock`): move the server's time forward.
+/// Orders, sessions, locks and codes that fall due expire at once, with their events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceClock {
+    /// Milliseconds to move forward (at most one year per call).
+    pub advance_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,6 +601,7 @@ mod tests {
             ErrorCode::LimitExceeded,
             ErrorCode::AlreadyOwned,
             ErrorCode::UnknownPayment,
+            ErrorCode::TestClockDisabled,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

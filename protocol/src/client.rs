@@ -391,6 +391,29 @@ impl Client {
         .await
     }
 
+    /// `GET /v1/admin/clock` (admin token): the server's time.
+    pub async fn clock(&self, admin: &str) -> Result<ClockView, ClientError> {
+        self.json(
+            self.request(Method::GET, "/v1/admin/clock")
+                .bearer_auth(admin),
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/clock` (admin token, server started with `--test-clock`): moves
+    /// the server's time forward; what falls due expires at once, with its events.
+    pub async fn advance_clock(&self, admin: &str, by: Duration) -> Result<ClockView, ClientError> {
+        let req = AdvanceClock {
+            advance_ms: u64::try_from(by.as_millis()).unwrap_or(u64::MAX),
+        };
+        self.json(
+            self.request(Method::POST, "/v1/admin/clock")
+                .bearer_auth(admin)
+                .json(&req),
+        )
+        .await
+    }
+
     /// `POST /v1/orders/{id}/phone`: the TV sends the number typed on its pad.
     pub async fn pay_by_phone(
         &self,

@@ -79,21 +79,22 @@ async fn run(label: &str, max_batch: usize, n: usize, c: usize) -> Outcome {
         sessions.push(s);
     }
 
-    // Orders, created concurrently.
-    let device = DeviceId::parse("SN-LOAD-0001").unwrap();
+    // Orders, created concurrently, one TV each (a TV that owns the film is not sold
+    // it again).
     let item = ItemId::parse("film-night-train").unwrap();
     let mut creators = Vec::new();
     for w in 0..c {
         let client = client.clone();
-        let req = CreateOrder {
-            item_id: item.clone(),
-            device_id: device.clone(),
-            device_name: "Load TV".into(),
-        };
+        let item = item.clone();
         let count = n / c + usize::from(w < n % c);
         creators.push(tokio::spawn(async move {
             let mut ids = Vec::with_capacity(count);
-            for _ in 0..count {
+            for i in 0..count {
+                let req = CreateOrder {
+                    item_id: item.clone(),
+                    device_id: DeviceId::parse(&format!("SN-LOAD-{w:03}-{i:06}")).unwrap(),
+                    device_name: "Load TV".into(),
+                };
                 ids.push(client.create_order(&req).await.unwrap().order.id);
             }
             ids

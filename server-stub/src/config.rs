@@ -75,6 +75,10 @@ pub struct Config {
     #[arg(long, global = true, env = "COUCHPAY_MAX_STREAMS_PER_ADDRESS",
           default_value_t = limits::DEFAULT_MAX_STREAMS_PER_ADDRESS)]
     pub max_streams_per_address: usize,
+    /// Let the admin API move this server's clock forward (`POST /v1/admin/clock`), so
+    /// expiry can be tried without waiting. For development only; off by default.
+    #[arg(long, global = true, env = "COUCHPAY_TEST_CLOCK")]
+    pub test_clock: bool,
 }
 
 impl Config {
@@ -93,6 +97,7 @@ impl Config {
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
             max_connections_per_address: limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             max_streams_per_address: limits::DEFAULT_MAX_STREAMS_PER_ADDRESS,
+            test_clock: false,
         }
     }
 }

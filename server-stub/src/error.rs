@@ -66,6 +66,8 @@ pub enum ApiError {
     AlreadyOwned,
     #[error("no payment with this idempotency key: nothing was charged with it")]
     UnknownPayment,
+    #[error("the test clock is off: start the server with --test-clock to move its time")]
+    TestClockDisabled,
 }
 
 impl ApiError {
@@ -102,6 +104,7 @@ impl ApiError {
             Self::LimitExceeded(_) => ErrorCode::LimitExceeded,
             Self::AlreadyOwned => ErrorCode::AlreadyOwned,
             Self::UnknownPayment => ErrorCode::UnknownPayment,
+            Self::TestClockDisabled => ErrorCode::TestClockDisabled,
         }
     }
 
@@ -128,7 +131,7 @@ impl ApiError {
             Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge(..) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::LimitExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::AlreadyOwned => StatusCode::CONFLICT,
+            Self::AlreadyOwned | Self::TestClockDisabled => StatusCode::CONFLICT,
         }
     }
 

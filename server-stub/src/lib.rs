@@ -27,6 +27,7 @@ pub mod sessions;
 pub mod sms;
 pub mod sse;
 pub mod store;
+pub mod testclock;
 pub mod testing;
 pub mod web;
 
@@ -43,7 +44,7 @@ use protocol::ServerUrl;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, TestClock};
 pub use config::Config;
 use events::Hub;
 use ratelimit::RateLimiter;
@@ -127,6 +128,7 @@ pub fn app(state: AppState) -> Router {
         .merge(phone::router())
         .merge(accounts::router())
         .merge(merchants::router())
+        .merge(testclock::router())
         .merge(web::router())
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn(middleware::log_requests))
@@ -195,9 +197,15 @@ impl RunningServer {
 
 /// Binds `config.bind`, opens everything and serves in a background task.
 pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
-    let listener = TcpListener::bind(config.bind)
-        .await
-        .with_context(|| format!("binding {}", config.bind))?;
+    let listener = match TcpListener::bind(config.bind).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "{} is already in use: is another Couchpay server running? Stop it, or pass --bind \
+             with another port",
+            config.bind
+        ),
+        Err(e) => return Err(e).with_context(|| format!("binding {}", config.bind)),
+    };
     let addr = listener.local_addr()?;
     let url = config.public_url(addr)?;
     let (streams_tx, streams_rx) = watch::channel(false);

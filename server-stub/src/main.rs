@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use server_stub::{Config, SystemClock};
+use server_stub::{Config, SystemClock, TestClock};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,7 +45,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let server = server_stub::serve(config, Arc::new(SystemClock)).await?;
+    let clock: Arc<dyn server_stub::Clock> = if config.test_clock {
+        tracing::warn!("test clock on: the admin API can move this server's time forward");
+        Arc::new(TestClock::new())
+    } else {
+        Arc::new(SystemClock)
+    };
+    let server = server_stub::serve(config, clock).await?;
     tracing::info!(url = %server.url, "Couchpay server listening");
     shutdown_signal().await;
     tracing::info!("shutting down");

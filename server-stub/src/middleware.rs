@@ -121,15 +121,13 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 /// logged: they carry PINs and tokens.
 pub async fn log_requests(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "(unmatched)".into());
+    // A clone of the matched pattern is a reference count, not a copy.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let resp = next.run(req).await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = resp.status().as_u16();
+    let route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str);
     if status >= 500 {
         tracing::warn!(%method, %route, status, latency_ms = ms, "request");
     } else {

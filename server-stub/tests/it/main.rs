@@ -11,6 +11,7 @@ mod hardening;
 mod inprocess;
 mod paypage;
 mod phone;
+mod testclock;
 
 use protocol::client::{Client, ClientError};
 use protocol::{
