@@ -25,6 +25,11 @@ pub const FRAME_DECODE_BUDGET_MS: u64 = 600;
 /// TV QR code scanned from a sofa is never so small that 1280 px loses it, and the
 /// cost of every attempt grows with the pixel count.
 pub const WORKING_MAX_SIDE_PX: u32 = 1280;
+/// Frames longer than this on their longest side are first shrunk by averaging whole
+/// blocks of pixels to two or three times [`WORKING_MAX_SIDE_PX`], in pixels: the
+/// Triangle resize costs in proportion to the source, and on a frame at
+/// [`MAX_PICTURE_SIDE_PX`] it alone took seconds, far over [`FRAME_DECODE_BUDGET_MS`].
+pub const BOX_SHRINK_ABOVE_SIDE_PX: u32 = 4 * WORKING_MAX_SIDE_PX;
 /// Frames smaller than this on their longest side also get an upscaled view, in pixels
 /// (a QR code in a 640×480 frame may have modules under 3 px, below rqrr's comfort).
 pub const UPSCALE_BELOW_SIDE_PX: u32 = 900;
@@ -171,11 +176,18 @@ impl Decoder {
         let (w, h) = (frame.width(), frame.height());
         let longest = w.max(h);
         let work = if longest > WORKING_MAX_SIDE_PX {
-            let (sw, sh) = scaled(w, h, WORKING_MAX_SIDE_PX);
+            let shrunk;
+            let source = if longest > BOX_SHRINK_ABOVE_SIDE_PX {
+                shrunk = box_shrink(frame, longest / (2 * WORKING_MAX_SIDE_PX));
+                &shrunk
+            } else {
+                frame
+            };
+            let (sw, sh) = scaled(source.width(), source.height(), WORKING_MAX_SIDE_PX);
             // Triangle averages neighbouring pixels, which also removes sensor noise
             // and fine moiré when shrinking a large photo.
             Luma::from_gray(&imageops::resize(
-                frame,
+                source,
                 sw,
                 sh,
                 imageops::FilterType::Triangle,
@@ -423,6 +435,29 @@ fn scaled(w: u32, h: u32, max: u32) -> (u32, u32) {
         ((f64::from(w) * f).round() as u32).max(1),
         ((f64::from(h) * f).round() as u32).max(1),
     )
+}
+
+/// `img` shrunk `k` times on each side, each pixel the mean of a `k`×`k` block (a last
+/// partial row or column of blocks is dropped). One pass over the pixels, so a frame at
+/// the size limit shrinks in a fraction of the decode budget.
+fn box_shrink(img: &GrayImage, k: u32) -> GrayImage {
+    let k = k.max(1);
+    let (w, h) = ((img.width() / k).max(1), (img.height() / k).max(1));
+    let (src_w, k_px) = (img.width() as usize, k as usize);
+    let src = img.as_raw();
+    let mut out = Vec::with_capacity(w as usize * h as usize);
+    let mut sums = vec![0u32; w as usize];
+    for by in 0..h as usize {
+        sums.fill(0);
+        for y in by * k_px..((by + 1) * k_px).min(img.height() as usize) {
+            let row = &src[y * src_w..(y + 1) * src_w];
+            for (sum, block) in sums.iter_mut().zip(row.chunks_exact(k_px)) {
+                *sum += block.iter().map(|&p| u32::from(p)).sum::<u32>();
+            }
+        }
+        out.extend(sums.iter().map(|&s| (s / (k * k)) as u8));
+    }
+    GrayImage::from_raw(w, h, out).expect("buffer length matches its dimensions")
 }
 
 /// Summed-area table with one row and column of zero padding.
@@ -686,6 +721,14 @@ mod tests {
         let bits = adaptive_threshold(&img, 8, 8);
         assert!(bits.dark[31 * 64 + 31]);
         assert!(!bits.dark[10 * 64 + 60]);
+    }
+
+    #[test]
+    fn box_shrink_averages_blocks() {
+        let img = GrayImage::from_fn(7, 4, |x, _| image::Luma([if x % 2 == 0 { 0 } else { 200 }]));
+        let small = box_shrink(&img, 2);
+        assert_eq!(small.dimensions(), (3, 2));
+        assert!(small.pixels().all(|p| p[0] == 100));
     }
 
     #[test]

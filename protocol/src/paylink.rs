@@ -17,6 +17,13 @@ use crate::{OrderId, ParseError};
 /// Longest pay link or server URL accepted, in bytes.
 pub const MAX_URL_LEN: usize = 256;
 
+/// The path in front of the order id in a pay link.
+const PAY_PATH: &str = "/P/";
+
+/// Longest server URL accepted, in bytes of its canonical form: a pay link to any order
+/// on the server must still fit in [`MAX_URL_LEN`] (and its mDNS TXT property in 255).
+pub const MAX_SERVER_URL_LEN: usize = MAX_URL_LEN - PAY_PATH.len() - OrderId::LEN;
+
 /// A server origin: `http://host[:port]` or `https://…`, lower case, no path.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -28,7 +35,11 @@ impl ServerUrl {
         if !(path.is_empty() || path == "/") {
             return Err(ParseError::ServerUrl);
         }
-        Ok(Self(format!("{scheme}://{authority}")))
+        let url = format!("{scheme}://{authority}");
+        if url.len() > MAX_SERVER_URL_LEN {
+            return Err(ParseError::ServerUrl);
+        }
+        Ok(Self(url))
     }
 
     pub fn as_str(&self) -> &str {
@@ -130,7 +141,7 @@ impl fmt::Display for PayLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}/P/{}",
+            "{}{PAY_PATH}{}",
             self.server.as_str().to_ascii_uppercase(),
             self.order
         )
@@ -230,5 +241,21 @@ mod tests {
         assert!(ServerUrl::parse("http://localhost:8080/api").is_err());
         assert!(ServerUrl::parse("localhost:8080").is_err());
         assert!(ServerUrl::parse("http://[::1]:8080").is_ok());
+    }
+
+    /// Regression test: `ServerUrl::parse` used to accept origins up to `MAX_URL_LEN`
+    /// (256) bytes, so a server longer than 227 bytes gave pay links that `PayLink::parse`
+    /// refused (a QR code the companion could not read) and TXT properties over DNS's
+    /// 255 bytes. Found by the property test `long_servers_fit_in_a_pay_link_or_are_refused`.
+    #[test]
+    fn a_server_too_long_for_its_pay_links_is_refused() {
+        let host = |n: usize| "a".repeat(n - "http://".len());
+        let longest = ServerUrl::parse(&format!("http://{}/", host(MAX_SERVER_URL_LEN))).unwrap();
+        assert_eq!(longest.as_str().len(), MAX_SERVER_URL_LEN);
+        let link = PayLink::new(longest, OrderId::random());
+        assert_eq!(link.to_string().len(), MAX_URL_LEN);
+        assert_eq!(PayLink::parse(&link.to_string()).unwrap(), link);
+        let one_more = format!("http://{}", host(MAX_SERVER_URL_LEN + 1));
+        assert_eq!(ServerUrl::parse(&one_more), Err(ParseError::ServerUrl));
     }
 }
