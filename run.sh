@@ -14,16 +14,28 @@ cargo build -p server-stub -p tv-client -p phone-client \
 
 server="http://127.0.0.1:8080"
 mdns="${COUCHPAY_MDNS_INTERFACES:-lo}"
+# The TV takes `all` itself (and reads COUCHPAY_MDNS_INTERFACES too); the companion
+# listens on every interface when given none.
 tv_mdns=(--mdns-interface "$mdns")
 phone_mdns=(--interface "$mdns")
-if [ "$mdns" = all ]; then tv_mdns=(); phone_mdns=(); fi
+if [ "$mdns" = all ]; then phone_mdns=(); fi
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
 target/debug/couchpay-server &
-pids+=($!)
+server_pid=$!
+pids+=("$server_pid")
+# A server that cannot start (say another Couchpay is already on port 8080) exits at
+# once with one line saying why: stop here instead of opening windows on someone else's
+# server. The server binds before it opens the database, so half a second is plenty.
+sleep 0.5
+if ! kill -0 "$server_pid" 2>/dev/null; then
+  wait "$server_pid" || true
+  echo "run.sh: the Couchpay server did not start (see the line above); nothing else was started." >&2
+  exit 1
+fi
 # The TV and the companion retry with backoff until the server answers.
 target/debug/couchpay-gui --server "$server" "${phone_mdns[@]}" &
 pids+=($!)

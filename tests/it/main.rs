@@ -5,6 +5,7 @@ mod ble;
 mod companion_gui;
 mod discover_pay;
 mod idempotency;
+mod lan;
 mod picture_pay;
 mod receipts;
 mod refusals;

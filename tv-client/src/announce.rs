@@ -1,12 +1,18 @@
 //! Announces the order on screen over mDNS/DNS-SD (SPEC P2) and withdraws it the moment
 //! the order is paid, expired or cancelled (SPEC P6).
 
-use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo, UnregisterStatus};
+use std::time::Duration;
+
+use mdns_sd::{DaemonEvent, IfKind, Receiver, ServiceDaemon, ServiceInfo, UnregisterStatus};
 use protocol::{DiscoveryRecord, SERVICE_TYPE};
 
 /// DNS-SD needs a port in the SRV record, but the TV serves nothing: companions read
 /// the TXT record and talk to the server named there. Port 9 is the "discard" service.
 pub const ANNOUNCED_PORT: u16 = 9;
+
+/// How long the daemon has to report that it sent a new announcement out on at least
+/// one interface; after that the TV says the order is not announced.
+pub const ANNOUNCE_CONFIRM_TIMEOUT_MS: u64 = 3_000;
 
 /// Which network interfaces the announcer may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,12 +23,85 @@ pub enum Interfaces {
     Only(Vec<String>),
 }
 
+impl Interfaces {
+    /// From `--mdns-interface` values: none, or `all` (or `*`) among them, means every
+    /// interface; empty names are ignored.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
+        let names: Vec<String> = names
+            .iter()
+            .map(|n| n.as_ref().trim())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.is_empty()
+            || names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case("all") || n == "*")
+        {
+            Self::All
+        } else {
+            Self::Only(names)
+        }
+    }
+}
+
 /// Why the announcer failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnnounceError {
     #[error("mDNS is unavailable: {0}")]
     Daemon(#[from] mdns_sd::Error),
+    #[error(
+        "the mDNS record was registered but no network interface sent it within {ANNOUNCE_CONFIRM_TIMEOUT_MS} ms (check --mdns-interface)"
+    )]
+    NotSent,
+    #[error("the mDNS daemon stopped")]
+    DaemonGone,
+}
+
+/// A registered record, until the daemon reports that it went out on the network.
+#[must_use = "an announcement is only known to be out once `confirmed` says so"]
+pub struct Announcement {
+    monitor: Receiver<DaemonEvent>,
+    fullname: String,
+}
+
+impl std::fmt::Debug for Announcement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Announcement")
+            .field("fullname", &self.fullname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Announcement {
+    /// Waits until the daemon has multicast the record on at least one interface, at
+    /// most [`ANNOUNCE_CONFIRM_TIMEOUT_MS`]: registering alone sends nothing when no
+    /// enabled interface exists (say `--mdns-interface` names one that does not).
+    pub async fn confirmed(mut self) -> Result<(), AnnounceError> {
+        let wait = async {
+            loop {
+                match self.monitor.recv_async().await {
+                    Ok(DaemonEvent::Announce(name, _))
+                        if name.eq_ignore_ascii_case(&self.fullname) =>
+                    {
+                        return Ok(());
+                    }
+                    // A name conflict on the network: the daemon announces a new name.
+                    Ok(DaemonEvent::NameChange(change))
+                        if change.original.eq_ignore_ascii_case(&self.fullname) =>
+                    {
+                        self.fullname = change.new_name;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return Err(AnnounceError::DaemonGone),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_millis(ANNOUNCE_CONFIRM_TIMEOUT_MS), wait)
+            .await
+            .unwrap_or(Err(AnnounceError::NotSent))
+    }
 }
 
 /// Owns the mDNS daemon and at most one registered record (one per TV).
@@ -64,8 +143,9 @@ impl Announcer {
         })
     }
 
-    /// Registers `record`, replacing this TV's previous announcement.
-    pub fn announce(&mut self, record: &DiscoveryRecord) -> Result<(), AnnounceError> {
+    /// Registers `record`, replacing this TV's previous announcement. Whether it really
+    /// went out is for [`Announcement::confirmed`] to say.
+    pub fn announce(&mut self, record: &DiscoveryRecord) -> Result<Announcement, AnnounceError> {
         // The receiver only reports when the goodbye went out; nothing waits for it.
         let _ = self.withdraw();
         let info = ServiceInfo::new(
@@ -78,9 +158,11 @@ impl Announcer {
         )?
         .enable_addr_auto();
         let fullname = info.get_fullname().to_owned();
+        // Subscribed before registering, so the first announcement is not missed.
+        let monitor = self.daemon.monitor()?;
         self.daemon.register(info)?;
-        self.registered = Some(fullname);
-        Ok(())
+        self.registered = Some(fullname.clone());
+        Ok(Announcement { monitor, fullname })
     }
 
     /// Withdraws the announcement at once: the daemon multicasts a DNS-SD goodbye (TTL 0)
@@ -108,5 +190,24 @@ impl Drop for Announcer {
         let _ = self.withdraw();
         // Best effort: the daemon thread ends on its own when the process exits.
         let _ = self.daemon.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_from_the_command_line() {
+        let none: [&str; 0] = [];
+        assert_eq!(Interfaces::from_names(&none), Interfaces::All);
+        assert_eq!(Interfaces::from_names(&["all"]), Interfaces::All);
+        assert_eq!(Interfaces::from_names(&["ALL"]), Interfaces::All);
+        assert_eq!(Interfaces::from_names(&["lo", "*"]), Interfaces::All);
+        assert_eq!(Interfaces::from_names(&[""]), Interfaces::All);
+        assert_eq!(
+            Interfaces::from_names(&["lo", " eth0 "]),
+            Interfaces::Only(vec!["lo".into(), "eth0".into()])
+        );
     }
 }

@@ -150,8 +150,117 @@ pub fn resolve(
     Ok(Identity { device_id, tv_name })
 }
 
+/// Country calling codes by ISO 3166 region, for the phone pad's prefilled code.
+const CALLING_CODES: [(&str, &str); 40] = [
+    ("US", "1"),
+    ("CA", "1"),
+    ("GB", "44"),
+    ("IE", "353"),
+    ("FR", "33"),
+    ("DE", "49"),
+    ("AT", "43"),
+    ("CH", "41"),
+    ("IT", "39"),
+    ("ES", "34"),
+    ("PT", "351"),
+    ("NL", "31"),
+    ("BE", "32"),
+    ("LU", "352"),
+    ("DK", "45"),
+    ("SE", "46"),
+    ("NO", "47"),
+    ("FI", "358"),
+    ("PL", "48"),
+    ("CZ", "420"),
+    ("HU", "36"),
+    ("RO", "40"),
+    ("GR", "30"),
+    ("RU", "7"),
+    ("TR", "90"),
+    ("IL", "972"),
+    ("AE", "971"),
+    ("ZA", "27"),
+    ("IN", "91"),
+    ("CN", "86"),
+    ("HK", "852"),
+    ("JP", "81"),
+    ("KR", "82"),
+    ("SG", "65"),
+    ("AU", "61"),
+    ("NZ", "64"),
+    ("BR", "55"),
+    ("MX", "52"),
+    ("AR", "54"),
+    ("CL", "56"),
+];
+
+/// The calling code of an ISO 3166 region (`GB` → `44`), when known.
+pub fn calling_code(region: &str) -> Option<&'static str> {
+    let region = region.trim().to_ascii_uppercase();
+    CALLING_CODES
+        .iter()
+        .find(|(r, _)| *r == region)
+        .map(|(_, code)| *code)
+}
+
+/// The region of a POSIX locale such as `en_GB.UTF-8` or `de_AT@euro`: `GB`, `AT`.
+pub fn locale_region(locale: &str) -> Option<&str> {
+    let (_, rest) = locale.split_once('_')?;
+    let region = rest.split(['.', '@']).next()?;
+    (region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic())).then_some(region)
+}
+
+/// The country code to prefill on the phone pad: an explicit code, else the code of an
+/// explicit region (`--country`), else of the locale's region (`LC_ALL`, `LC_TELEPHONE`,
+/// `LANG`, the first one set), else `1`.
+pub fn phone_country_code(
+    explicit: Option<&str>,
+    country: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> String {
+    if let Some(code) = explicit {
+        return code.trim().trim_start_matches('+').to_owned();
+    }
+    let from_locale = ["LC_ALL", "LC_TELEPHONE", "LANG"]
+        .into_iter()
+        .filter_map(|var| env(var).filter(|v| !v.is_empty()))
+        .next()
+        .and_then(|l| locale_region(&l).and_then(calling_code));
+    country
+        .and_then(calling_code)
+        .or(from_locale)
+        .unwrap_or(crate::state::DEFAULT_COUNTRY_CODE)
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_phone_pads_country_code_comes_from_flags_then_locale() {
+        use super::phone_country_code as cc;
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(v, _)| *v == k)
+                    .map(|(_, x)| (*x).to_owned())
+            }
+        };
+        assert_eq!(cc(None, None, env(&[])), "1");
+        assert_eq!(cc(None, None, env(&[("LANG", "C.UTF-8")])), "1");
+        assert_eq!(cc(None, None, env(&[("LANG", "en_GB.UTF-8")])), "44");
+        assert_eq!(
+            cc(
+                None,
+                None,
+                env(&[("LC_ALL", "de_AT@euro"), ("LANG", "en_US")])
+            ),
+            "43"
+        );
+        assert_eq!(cc(None, Some("ie"), env(&[("LANG", "en_GB.UTF-8")])), "353");
+        assert_eq!(cc(Some("+49"), Some("FR"), env(&[])), "49");
+        assert_eq!(cc(None, Some("XX"), env(&[])), "1");
+    }
+
     use super::*;
 
     #[test]

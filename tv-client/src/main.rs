@@ -20,6 +20,8 @@ use tv_client::ui::Shell;
 
 /// How often the clock ticks into the state machine (countdowns, retries, polling).
 const TICK_INTERVAL_MS: u64 = 250;
+/// How often the wall clock is read into the state machine (memberships end by date).
+const WALL_CLOCK_EVERY_MS: u64 = 60_000;
 /// Worker threads for network I/O; the UI has its own thread.
 const IO_THREADS: usize = 2;
 
@@ -44,7 +46,7 @@ struct Args {
     #[arg(long, env = "COUCHPAY_TV_CONFIG")]
     config: Option<PathBuf>,
     /// Announce orders over mDNS only on these interfaces (repeat or comma-separate);
-    /// all interfaces when absent. `--mdns-interface lo` keeps it on this machine.
+    /// all interfaces when absent or `all`. `--mdns-interface lo` keeps it on this machine.
     #[arg(
         long = "mdns-interface",
         env = "COUCHPAY_MDNS_INTERFACES",
@@ -60,6 +62,13 @@ struct Args {
     /// Advertise on this Bluetooth adapter (e.g. `hci0`); the first one when absent.
     #[arg(long, env = "COUCHPAY_BLE_ADAPTER")]
     ble_adapter: Option<String>,
+    /// The country calling code prefilled on the phone-number pad, e.g. `44`
+    /// [default: from --country, else the locale's region, else 1].
+    #[arg(long, env = "COUCHPAY_PHONE_COUNTRY_CODE")]
+    phone_country_code: Option<String>,
+    /// The TV's country (ISO 3166, e.g. `GB`): sets the pad's country code.
+    #[arg(long, env = "COUCHPAY_COUNTRY")]
+    country: Option<String>,
     /// Start full screen, as on a real TV.
     #[arg(long)]
     fullscreen: bool,
@@ -92,11 +101,8 @@ fn main() -> anyhow::Result<()> {
     let announcer = if args.no_mdns {
         Err("turned off".to_owned())
     } else {
-        let interfaces = if args.mdns_interfaces.is_empty() {
-            Interfaces::All
-        } else {
-            Interfaces::Only(args.mdns_interfaces.clone())
-        };
+        let interfaces = Interfaces::from_names(&args.mdns_interfaces);
+        tracing::info!(?interfaces, "announcing orders over mDNS");
         Announcer::new(&interfaces).map_err(|e| {
             tracing::warn!(error = %e, "orders will not be announced on the network");
             e.to_string()
@@ -126,7 +132,18 @@ fn main() -> anyhow::Result<()> {
     });
 
     let start = Instant::now();
-    let (app, initial) = App::init(identity, 0);
+    let (mut app, initial) = App::init(identity, 0);
+    let country_code = tv_client::config::phone_country_code(
+        args.phone_country_code.as_deref(),
+        args.country.as_deref(),
+        |var| std::env::var(var).ok(),
+    );
+    app.set_phone_country_code(&country_code)
+        .map_err(anyhow::Error::msg)
+        .context("--phone-country-code")?;
+    app.handle(Input::WallClock {
+        unix_ms: unix_now_ms(),
+    });
     let runtime = Runtime::new(
         HttpBackend::new(args.server),
         io.handle().clone(),
@@ -152,7 +169,13 @@ fn main() -> anyhow::Result<()> {
         move || {
             if let Some(shell) = ticking.upgrade() {
                 let now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-                shell.borrow_mut().dispatch(Input::Tick { now_ms });
+                let mut shell = shell.borrow_mut();
+                shell.dispatch(Input::Tick { now_ms });
+                if now_ms % WALL_CLOCK_EVERY_MS < TICK_INTERVAL_MS {
+                    shell.dispatch(Input::WallClock {
+                        unix_ms: unix_now_ms(),
+                    });
+                }
             }
         },
     );
@@ -172,6 +195,13 @@ fn main() -> anyhow::Result<()> {
     drop(shell);
     io.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// The system clock in Unix milliseconds (0 if it is before 1970).
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.

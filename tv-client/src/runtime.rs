@@ -269,9 +269,9 @@ impl<B: Backend> Runtime<B> {
     pub fn execute(&mut self, effect: Effect) {
         let b = self.backend.clone();
         match effect {
-            Effect::LoadCatalog => {
-                self.spawn(async move { Input::CatalogLoaded(b.catalog().await) })
-            }
+            Effect::LoadCatalog => self.spawn(async move {
+                Input::CatalogLoaded(logged("loading the catalog", b.catalog().await))
+            }),
             Effect::LoadPoster { item, path } => {
                 let sink = self.sink.clone();
                 self.handle.spawn(async move {
@@ -293,7 +293,7 @@ impl<B: Backend> Runtime<B> {
                 let item = req.item_id.clone();
                 Input::OrderCreated {
                     item,
-                    result: b.create_order(req).await,
+                    result: logged("creating an order", b.create_order(req).await),
                 }
             }),
             Effect::FollowOrder { order, generation } => {
@@ -303,13 +303,16 @@ impl<B: Backend> Runtime<B> {
             }
             Effect::StopFollowing => self.stop_following(),
             Effect::PollOrder(id) => self.spawn(async move {
-                match b.order(id.clone()).await {
+                match logged("polling the order", b.order(id.clone()).await) {
                     Ok(order) => Input::OrderUpdate(order),
                     Err(failure) => Input::PollFailed { order: id, failure },
                 }
             }),
             Effect::CancelOrder { order, tv_token } => self.spawn(async move {
-                let result = b.cancel(order.clone(), tv_token).await;
+                let result = logged(
+                    "cancelling the order",
+                    b.cancel(order.clone(), tv_token).await,
+                );
                 Input::CancelDone { order, result }
             }),
             Effect::PayByPhone {
@@ -320,10 +323,16 @@ impl<B: Backend> Runtime<B> {
                 let result = b
                     .pay_by_phone(order.clone(), PhonePayRequest { tv_token, phone })
                     .await;
+                let result = logged("sending the order to a phone number", result);
                 Input::PhonePayDone { order, result }
             }),
             Effect::LoadEntitlements(device) => {
-                self.spawn(async move { Input::EntitlementsLoaded(b.entitlements(device).await) });
+                self.spawn(async move {
+                    Input::EntitlementsLoaded(logged(
+                        "loading the purchases",
+                        b.entitlements(device).await,
+                    ))
+                });
             }
             Effect::Announce(record) => {
                 let order = record.order.clone();
@@ -335,23 +344,44 @@ impl<B: Backend> Runtime<B> {
                                 Ok(r) => r.map_err(|e| e.to_string()),
                                 Err(_) => Err("superseded by a newer order".to_owned()),
                             };
+                            if let Err(reason) = &result {
+                                tracing::info!(%order, %reason, "order not offered over Bluetooth LE");
+                            }
                             Input::BleAnnounced { order, result }
                         });
                     }
-                    None => (self.sink)(Input::BleAnnounced {
-                        order,
-                        result: Err("Bluetooth LE is off (--no-ble)".to_owned()),
-                    }),
+                    None => {
+                        tracing::info!(%order, "order not offered over Bluetooth LE: turned off");
+                        (self.sink)(Input::BleAnnounced {
+                            order,
+                            result: Err("turned off".to_owned()),
+                        });
+                    }
                 }
+                let order = record.order.clone();
                 let result = match (&mut self.announcer, &self.announcer_error) {
-                    (Some(a), _) => a.announce(&record).map_err(|e| e.to_string()),
+                    (Some(a), _) => match a.announce(&record) {
+                        Ok(announcement) => {
+                            // Out only once the daemon says it sent it on an interface.
+                            self.spawn(async move {
+                                let result =
+                                    announcement.confirmed().await.map_err(|e| e.to_string());
+                                if let Err(reason) = &result {
+                                    tracing::warn!(%order, %reason, "order not announced on the network");
+                                }
+                                Input::Announced { order, result }
+                            });
+                            return;
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
                     (None, Some(e)) => Err(e.clone()),
                     (None, None) => Err("mDNS is off".to_owned()),
                 };
-                (self.sink)(Input::Announced {
-                    order: record.order,
-                    result,
-                });
+                if let Err(reason) = &result {
+                    tracing::warn!(%order, %reason, "order not announced on the network");
+                }
+                (self.sink)(Input::Announced { order, result });
             }
             Effect::Withdraw => {
                 if let Some(ble) = &self.ble {
@@ -376,6 +406,19 @@ impl<B: Backend> Drop for Runtime<B> {
     fn drop(&mut self) {
         self.stop_following();
     }
+}
+
+/// Logs a failed request (what the server or the network said is for the log; the
+/// screen says what happened in words of its own) and passes the result on.
+fn logged<T>(what: &str, result: Result<T, Failure>) -> Result<T, Failure> {
+    match &result {
+        Err(Failure::Unreachable(m)) => tracing::warn!(error = %m, "{what}: server unreachable"),
+        Err(Failure::Refused { code, message }) => {
+            tracing::warn!(code = ?code, error = %message, "{what}: refused");
+        }
+        Ok(_) => {}
+    }
+    result
 }
 
 /// Follows one connection of the order's event stream: reports it opened on the first

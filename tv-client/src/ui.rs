@@ -16,12 +16,9 @@ use crate::qr;
 use crate::runtime::{Backend, Runtime};
 use crate::slint_ui::{AppWindow, Card, Page, Row, Tv};
 use crate::state::{
-    AnnounceState, App, CatalogFocus, Choice, Effect, Input, Key, PhonePhase, Poster, Screen,
-    StreamPhase,
+    AnnounceState, App, CatalogFocus, Choice, Effect, Input, ItemAction, Key, Ownership,
+    PhonePhase, Poster, Screen, StreamPhase, country_code_len,
 };
-
-/// A film "plays" for this long on the paid screen's stand-in player, in seconds.
-pub const DEMO_FILM_LENGTH_S: u64 = 90 * 60;
 
 /// Maps the text of a Slint key event to a remote button.
 pub fn key_from_text(text: &str) -> Option<Key> {
@@ -49,18 +46,30 @@ pub fn key_from_text(text: &str) -> Option<Key> {
     })
 }
 
-/// Phone numbers longer than this many digits are drawn smaller so they fit.
-const PHONE_DIGITS_FULL_SIZE: usize = 12;
+/// Largest size of the phone number's digits, in `u` (1/1080 of the screen height).
+pub const PHONE_DIGITS_MAX_SIZE: f32 = 84.0;
+/// Width the phone number has on the pad screen, in `u`: `PhonePage` in `ui/app.slint`
+/// on a 16:9 screen (1920 u wide) leaves 852 u between the field's paddings.
+pub const PHONE_FIELD_WIDTH: f32 = 852.0;
+/// Advance of one DejaVu Sans Mono glyph, in em (the bold face is as wide).
+pub const MONO_ADVANCE_EM: f32 = 0.602;
+
+/// The size (in `u`) at which the phone number `display` fits its field: full size
+/// while it fits, smaller for the longest numbers, so no digit is ever cut off.
+pub fn phone_digits_size(display: &str) -> f32 {
+    let chars = display.chars().count().max(1) as f32;
+    // 2% to spare for rounding in the renderer.
+    let fit = PHONE_FIELD_WIDTH * 0.98 / (chars * MONO_ADVANCE_EM);
+    fit.min(PHONE_DIGITS_MAX_SIZE).floor()
+}
 
 /// The digits typed on the pad as the TV shows them: `+`, the country code, then groups
-/// of three (a lone last digit joins the group before). The country code is one digit
-/// for numbers starting with 1 or 7 (North America, Russia) and two otherwise, which is
-/// right for most of the world and only a readability aid where it is not.
+/// of three (a lone last digit joins the group before).
 pub fn phone_display(digits: &str) -> String {
     if digits.is_empty() {
         return String::new();
     }
-    let cc = if digits.starts_with(['1', '7']) { 1 } else { 2 }.min(digits.len());
+    let cc = country_code_len(digits);
     let (country, rest) = digits.split_at(cc);
     let mut groups: Vec<&str> = Vec::new();
     let mut rest = rest;
@@ -139,6 +148,50 @@ pub fn date(unix_ms: i64) -> String {
     format!("{day} {name} {year}")
 }
 
+/// Text for the screen with the spaces inside a quantity made unbreakable, so a line
+/// never breaks inside `1 h 52 min` or `30 days`: between a number and the word after it,
+/// and between `h` and the minutes after it.
+pub fn keep_quantities_together(text: &str) -> String {
+    const NBSP: char = '\u{a0}';
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, w) in words.iter().enumerate() {
+        out.push_str(w);
+        let Some(next) = words.get(i + 1) else {
+            break;
+        };
+        let number_then_word = w.ends_with(|c: char| c.is_ascii_digit())
+            && next.starts_with(|c: char| c.is_alphabetic());
+        let hours_then_minutes = *w == "h" && next.starts_with(|c: char| c.is_ascii_digit());
+        out.push(if number_then_word || hours_then_minutes {
+            NBSP
+        } else {
+            ' '
+        });
+    }
+    out
+}
+
+/// A film's running time from its description (`… 1 h 52 min, HD.`), in seconds.
+pub fn film_length_s(description: &str) -> Option<u64> {
+    let words: Vec<&str> = description
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '.' || c == '\u{a0}')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut total = 0;
+    for pair in words.windows(2) {
+        let Ok(n) = pair[0].parse::<u64>() else {
+            continue;
+        };
+        total += match pair[1] {
+            "h" | "hr" | "hours" | "hour" => n * 3600,
+            "min" | "mins" | "minutes" => n * 60,
+            _ => 0,
+        };
+    }
+    (total > 0).then_some(total)
+}
+
 /// `4:05` or `1:02:03`.
 fn clock(total_s: u64) -> String {
     let (h, m, s) = (total_s / 3600, total_s / 60 % 60, total_s % 60);
@@ -160,8 +213,8 @@ fn to_image(width: u32, height: u32, rgba: &[u8]) -> Image {
 struct RenderCache {
     qr: Option<(OrderId, Image, u32)>,
     posters: HashMap<ItemId, (Arc<Poster>, Image)>,
-    /// (items, posters) when the card model was last built.
-    cards_key: Option<(usize, usize)>,
+    /// (items, posters, what is owned) when the card model was last built.
+    cards_key: Option<(usize, usize, u64)>,
     /// The first catalog card on screen: the row scrolls only when the focus leaves it.
     catalog_first: usize,
 }
@@ -250,7 +303,11 @@ impl<B: Backend> Shell<B> {
 
     /// Renders the state into the window's `Tv` global.
     pub fn render(&mut self) {
-        let cards_key = (self.app.items().len(), self.app.posters.len());
+        let cards_key = (
+            self.app.items().len(),
+            self.app.posters.len(),
+            self.app.owned_version(),
+        );
         if self.cache.cards_key != Some(cards_key) {
             let cards: Vec<Card> = self
                 .app
@@ -289,6 +346,7 @@ impl<B: Backend> Shell<B> {
                 index: i,
                 focus,
                 busy,
+                ..
             } => {
                 if let Some(item) = app.item(*i) {
                     if let Some(card) = tv.get_cards().row_data(*i) {
@@ -296,13 +354,35 @@ impl<B: Backend> Shell<B> {
                     }
                     tv.set_item_kind(kind_label(item.kind).into());
                     tv.set_item_merchant(item.merchant.name.as_str().into());
-                    tv.set_item_description(item.description.as_str().into());
-                    let verb = match item.kind {
-                        ItemKind::Video => "Buy",
-                        ItemKind::Membership => "Subscribe",
-                        ItemKind::Physical => "Order",
+                    tv.set_item_description(keep_quantities_together(&item.description).into());
+                    let (action, label, owned) = match app.item_action(*i) {
+                        ItemAction::Buy => {
+                            let verb = match item.kind {
+                                ItemKind::Video => "Buy",
+                                ItemKind::Membership => "Subscribe",
+                                ItemKind::Physical => "Order",
+                            };
+                            (
+                                0,
+                                format!("{verb} for {}", price(&item.price)),
+                                String::new(),
+                            )
+                        }
+                        ItemAction::Play => {
+                            (1, "▶  Play".to_owned(), "✓ Yours to watch".to_owned())
+                        }
+                        ItemAction::Active { until_ms } => (
+                            2,
+                            String::new(),
+                            match until_ms {
+                                Some(u) => format!("✓ Active until {}", date(u)),
+                                None => "✓ Active on this TV".to_owned(),
+                            },
+                        ),
                     };
-                    tv.set_buy_label(format!("{verb} for {}", price(&item.price)).into());
+                    tv.set_item_action(action);
+                    tv.set_buy_label(label.into());
+                    tv.set_item_owned_text(owned.into());
                 }
                 tv.set_busy(*busy);
                 tv.set_focus(choice(*focus));
@@ -341,33 +421,19 @@ impl<B: Backend> Shell<B> {
                 } else {
                     left_ms as f32 / ttl as f32
                 });
-                let name = &app.identity.tv_name;
-                let (text, state) = match &o.announce {
-                    AnnounceState::Pending => {
-                        (format!("Announcing on this network as ‹{name}›…"), 0)
-                    }
-                    AnnounceState::Live => {
-                        (format!("Also announced on this network as ‹{name}›"), 1)
-                    }
-                    AnnounceState::Failed(e) => (format!("Not announced on this network ({e})"), 2),
-                };
+                // Where nearby phones can find the order besides the QR code: a small
+                // indicator; why a channel is off is in the log, not on the screen.
+                let (text, state) = nearby("network", &o.announce);
                 tv.set_announce_text(text.into());
                 tv.set_announce_state(state);
-                let (text, state) = match &o.ble {
-                    AnnounceState::Pending => ("Offering it over Bluetooth LE…".to_owned(), 0),
-                    AnnounceState::Live => ("Also offered over Bluetooth LE".to_owned(), 1),
-                    AnnounceState::Failed(e) => (e.clone(), 2),
-                };
+                let (text, state) = nearby("Bluetooth", &o.ble);
                 tv.set_ble_text(text.into());
                 tv.set_ble_state(state);
                 let (text, live) = match o.stream.phase {
                     StreamPhase::Live => ("Waiting for your payment…".to_owned(), true),
-                    StreamPhase::Connecting => ("Connecting to the server…".to_owned(), false),
+                    StreamPhase::Connecting => ("Connecting to Couchpay…".to_owned(), false),
                     StreamPhase::Down { .. } => (
-                        format!(
-                            "Connection lost — checking the order every {} s",
-                            crate::state::POLL_INTERVAL_MS / 1000
-                        ),
+                        "Connection lost — still checking for your payment".to_owned(),
                         false,
                     ),
                 };
@@ -381,8 +447,9 @@ impl<B: Backend> Shell<B> {
                     Some(p) => match &p.phase {
                         PhonePhase::Typing { .. } | PhonePhase::Sending => {
                             let sending = p.phase == PhonePhase::Sending;
-                            tv.set_phone_digits(phone_display(&p.digits).into());
-                            tv.set_phone_long(p.digits.len() > PHONE_DIGITS_FULL_SIZE);
+                            let shown = phone_display(&p.digits);
+                            tv.set_phone_digits_size(phone_digits_size(&shown));
+                            tv.set_phone_digits(shown.into());
                             tv.set_phone_can_send(p.number().is_some());
                             tv.set_phone_sending(sending);
                             let message = match &p.phase {
@@ -462,14 +529,32 @@ impl<B: Backend> Shell<B> {
                         ),
                     ),
                 };
-                let played_s = now.saturating_sub(*since_ms) / 1000;
                 tv.set_paid_kind(kind.into());
+                tv.set_paid_check(true);
                 tv.set_paid_title(title.into());
                 tv.set_paid_detail(detail.into());
-                tv.set_play_time(
-                    format!("{} / {}", clock(played_s), clock(DEMO_FILM_LENGTH_S)).into(),
-                );
-                tv.set_play_progress(played_s as f32 / DEMO_FILM_LENGTH_S as f32);
+                let length = i
+                    .and_then(|i| app.item(i))
+                    .and_then(|it| film_length_s(&it.description));
+                set_player(&tv, now.saturating_sub(*since_ms) / 1000, length);
+                tv.set_focus(choice(*focus));
+                tv.set_page(Page::Paid);
+            }
+            Screen::Playing {
+                item,
+                index: i,
+                since_ms,
+                focus,
+                ..
+            } => {
+                tv.set_paid_kind("video".into());
+                tv.set_paid_check(false);
+                tv.set_paid_title("Enjoy the film".into());
+                tv.set_paid_detail(format!("Now playing: {}", item.title).into());
+                let length = i
+                    .and_then(|i| app.item(i))
+                    .and_then(|it| film_length_s(&it.description));
+                set_player(&tv, now.saturating_sub(*since_ms) / 1000, length);
                 tv.set_focus(choice(*focus));
                 tv.set_page(Page::Paid);
             }
@@ -491,9 +576,16 @@ impl<B: Backend> Shell<B> {
                     .map(|e| Row {
                         title: e.item.title.as_str().into(),
                         kind: kind_label(e.item.kind).into(),
-                        detail: match e.valid_until_ms {
-                            Some(until) => format!("active until {}", date(until)),
-                            None => format!("bought {}", date(e.granted_at_ms)),
+                        detail: match (e.item.kind, e.valid_until_ms) {
+                            (ItemKind::Membership, Some(until)) if app.is_active(e) => {
+                                format!("active until {}", date(until))
+                            }
+                            (ItemKind::Membership, Some(until)) => format!("ended {}", date(until)),
+                            (ItemKind::Membership, None) => "active".to_owned(),
+                            (ItemKind::Video, _) => format!("bought {}", date(e.granted_at_ms)),
+                            (ItemKind::Physical, _) => {
+                                format!("ordered {}", date(e.granted_at_ms))
+                            }
                         }
                         .into(),
                     })
@@ -508,9 +600,8 @@ impl<B: Backend> Shell<B> {
                 tv.set_problem_detail(p.detail.as_str().into());
                 let status = match (p.retry, p.next_retry_ms) {
                     (Some(_), Some(at)) => format!(
-                        "Retrying in {} s (attempt {})",
-                        at.saturating_sub(now).div_ceil(1000),
-                        p.attempts + 1
+                        "Retrying in {} s.",
+                        at.saturating_sub(now).div_ceil(1000).max(1)
                     ),
                     (Some(_), None) if p.attempts > 0 => "Retrying…".to_owned(),
                     _ => String::new(),
@@ -523,11 +614,40 @@ impl<B: Backend> Shell<B> {
     }
 }
 
+/// One nearby channel's indicator: `network ✓`, `network …` (going out) or `network –`.
+fn nearby(channel: &str, state: &AnnounceState) -> (String, i32) {
+    match state {
+        AnnounceState::Pending => (format!("{channel} …"), 0),
+        AnnounceState::Live => (format!("{channel} ✓"), 1),
+        AnnounceState::Failed(_) => (format!("{channel} –"), 2),
+    }
+}
+
+/// The stand-in player: time played, of the film's length when known.
+fn set_player(tv: &Tv<'_>, played_s: u64, length_s: Option<u64>) {
+    match length_s {
+        Some(total) => {
+            let played = played_s.min(total);
+            tv.set_play_time(format!("{} / {}", clock(played), clock(total)).into());
+            tv.set_play_progress(played as f32 / total as f32);
+        }
+        None => {
+            tv.set_play_time(clock(played_s).into());
+            tv.set_play_progress(0.0);
+        }
+    }
+}
+
 fn card(cache: &mut RenderCache, app: &App, item: &protocol::CatalogItem) -> Card {
     let poster = cache.poster(&item.id, app.posters.get(&item.id));
+    let price_text = match app.ownership(&item.id) {
+        Ownership::NotOwned => price(&item.price),
+        Ownership::Film => "✓ Yours".to_owned(),
+        Ownership::Membership { .. } => "✓ Active".to_owned(),
+    };
     Card {
         title: item.title.as_str().into(),
-        price: price(&item.price).into(),
+        price: price_text.into(),
         kind: kind_label(item.kind).into(),
         has_poster: poster.is_some(),
         poster: poster.unwrap_or_default(),
@@ -611,6 +731,51 @@ mod tests {
         check_phone("4915112345678", "+49 151 123 456 78");
         check_phone("123456789012345", "+1 234 567 890 123 45");
         assert!(phone_display(&"9".repeat(crate::state::MAX_PHONE_DIGITS)).len() <= 21);
+    }
+
+    #[test]
+    fn quantities_do_not_break_across_lines() {
+        let nb = |s: &str| s.replace(' ', "\u{a0}");
+        assert_eq!(
+            keep_quantities_together("to Venice. 1 h 52 min, HD."),
+            format!("to Venice. {}, HD.", nb("1 h 52 min"))
+        );
+        assert_eq!(
+            keep_quantities_together("for 30 days."),
+            format!("for {}", nb("30 days."))
+        );
+        assert_eq!(
+            keep_quantities_together("Delivered in 3–5 days."),
+            format!("Delivered in {}", nb("3–5 days."))
+        );
+        assert_eq!(
+            keep_quantities_together("no numbers here"),
+            "no numbers here"
+        );
+    }
+
+    #[test]
+    fn film_lengths_come_from_the_description() {
+        assert_eq!(film_length_s("A thriller. 1 h 52 min, HD."), Some(6720));
+        assert_eq!(
+            film_length_s("Nature. 1\u{a0}h\u{a0}31\u{a0}min, 4K."),
+            Some(5460)
+        );
+        assert_eq!(film_length_s("Short: 45 min."), Some(2700));
+        assert_eq!(film_length_s("Dimmable LED floor lamp."), None);
+        assert_eq!(clock(film_length_s("1 h 52 min").unwrap()), "1:52:00");
+    }
+
+    #[test]
+    fn every_phone_number_fits_its_field() {
+        for digits in ["1", "15550100001", "447700900123", "123456789012345"] {
+            let shown = phone_display(digits);
+            let size = phone_digits_size(&shown);
+            let width = size * MONO_ADVANCE_EM * shown.chars().count() as f32;
+            assert!(width <= PHONE_FIELD_WIDTH, "{shown:?} at {size}");
+            assert!(size >= 60.0, "{shown:?} at {size}");
+        }
+        assert_eq!(phone_digits_size("+1 555 010 0001"), PHONE_DIGITS_MAX_SIZE);
     }
 
     #[track_caller]

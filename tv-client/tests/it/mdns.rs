@@ -92,8 +92,12 @@ fn announced_record_is_found_on_lo_and_withdrawn_within_1s() {
         identity().device_id,
         &item.title,
     );
-    announcer.announce(&record).unwrap();
+    let announcement = announcer.announce(&record).unwrap();
     assert!(announcer.is_announcing());
+    // The daemon reports the record went out on `lo`.
+    let io = io_runtime();
+    io.block_on(announcement.confirmed())
+        .expect("announced on lo");
     let found = browser.resolve(&record.instance_name());
     assert_eq!(found, record);
 
@@ -113,4 +117,34 @@ fn announced_record_is_found_on_lo_and_withdrawn_within_1s() {
         took <= GONE_WITHIN + RFC6762_GOODBYE_GRACE + BROWSER_SLACK,
         "record still visible {took:?} after withdrawal"
     );
+}
+
+/// `COUCHPAY_MDNS_INTERFACES=all` once reached the TV as an interface called "all": the
+/// record was registered, nothing went out, and the TV said it was announced. Now the
+/// announcement is only confirmed when the daemon really sent it on an interface.
+#[test]
+fn a_record_on_no_real_interface_is_not_claimed_as_announced() {
+    let mut announcer =
+        Announcer::new(&Interfaces::Only(vec!["no-such-interface0".into()])).expect("mDNS daemon");
+    let server = ServerUrl::parse("http://127.0.0.1:8080").unwrap();
+    let item = &catalog().items[0];
+    let order = order_for(item, &server, 1);
+    let record = DiscoveryRecord::new(
+        order.id.clone(),
+        order.short_code.clone(),
+        order.amount,
+        server,
+        &identity().tv_name,
+        identity().device_id,
+        &item.title,
+    );
+    let announcement = announcer.announce(&record).expect("registered");
+    let io = io_runtime();
+    let result = io.block_on(announcement.confirmed());
+    assert!(
+        matches!(result, Err(tv_client::announce::AnnounceError::NotSent)),
+        "{result:?}"
+    );
+    // And "all" means every interface, not an interface named "all".
+    assert_eq!(Interfaces::from_names(&["all"]), Interfaces::All);
 }

@@ -527,21 +527,32 @@ fn digits(app: &mut App, number: &str) -> Vec<Effect> {
     keys(app, &ks)
 }
 
-/// Order screen → Right (focus "Pay with phone number") → OK: the empty pad.
+/// Order screen → OK ("Pay with phone number" is focused first): the pad, with the
+/// default country code (+1) prefilled.
 fn app_on_phone_pad() -> (App, protocol::CreatedOrder) {
     let (mut app, c) = app_on_order();
     assert_eq!(app.order_screen().unwrap().focus, Choice::Primary);
-    assert!(keys(&mut app, &[Key::Right]).is_empty());
-    assert_eq!(app.order_screen().unwrap().focus, Choice::Secondary);
     assert!(
         keys(&mut app, &[Key::Ok]).is_empty(),
         "opening the pad sends nothing"
     );
     let p = phone(&app);
-    assert_eq!(p.digits, "");
-    assert_eq!(PAD[p.pad_focus], PadKey::Digit(1));
+    assert_eq!(p.digits, "1");
+    assert_eq!(
+        PAD[p.pad_focus],
+        PadKey::Digit(5),
+        "the pad opens on its middle key"
+    );
     assert_eq!(p.phase, PhonePhase::Typing { message: None });
     (app, c)
+}
+
+/// Deletes the prefilled country code with ⌫ on the pad.
+fn clear_pad(app: &mut App) {
+    focus_pad(app, PadKey::Delete);
+    while !phone(app).digits.is_empty() {
+        keys(app, &[Key::Ok]);
+    }
 }
 
 /// Moves the pad focus to `target` with arrows, the way a viewer would.
@@ -562,8 +573,8 @@ fn focus_pad(app: &mut App, target: PadKey) {
 #[test]
 fn phone_pad_types_with_digit_keys_and_with_arrows_and_ok() {
     let (mut app, _) = app_on_phone_pad();
-    // Digit keys type directly.
-    digits(&mut app, "155");
+    // Digit keys type directly, after the prefilled country code.
+    digits(&mut app, "55");
     assert_eq!(phone(&app).digits, "155");
     // Arrows and OK on the pad: 5 is in the middle, 0 at the bottom.
     focus_pad(&mut app, PadKey::Digit(5));
@@ -590,30 +601,31 @@ fn phone_pad_types_with_digit_keys_and_with_arrows_and_ok() {
 #[test]
 fn phone_pad_back_deletes_then_returns_to_the_order() {
     let (mut app, c) = app_on_phone_pad();
-    digits(&mut app, "12");
+    digits(&mut app, "23");
+    assert!(keys(&mut app, &[Key::Back]).is_empty());
+    assert_eq!(phone(&app).digits, "12");
     assert!(keys(&mut app, &[Key::Back]).is_empty());
     assert_eq!(phone(&app).digits, "1");
-    assert!(keys(&mut app, &[Key::Back]).is_empty());
-    assert_eq!(phone(&app).digits, "");
-    // Back with nothing typed closes the pad; the order is not cancelled.
+    // Back with nothing typed but the prefilled code closes the pad; the order is not
+    // cancelled.
     assert!(keys(&mut app, &[Key::Back]).is_empty());
     let o = app.order_screen().expect("still on the order screen");
     assert_eq!(o.phone, None);
     assert_eq!(o.order.id, c.order.id);
-    assert_eq!(
-        o.focus,
-        Choice::Secondary,
-        "focus stays on the phone button"
-    );
-    // A digit on the order screen opens the pad with that digit typed.
+    assert_eq!(o.focus, Choice::Primary, "focus stays on the phone button");
+    // A digit on the order screen opens the pad with that digit typed after the code.
     assert!(keys(&mut app, &[Key::Digit(4)]).is_empty());
-    assert_eq!(phone(&app).digits, "4");
+    assert_eq!(phone(&app).digits, "14");
+    // With the code deleted (⌫ on the pad), Back on the empty pad closes it too.
+    clear_pad(&mut app);
+    assert!(keys(&mut app, &[Key::Back]).is_empty());
+    assert_eq!(app.order_screen().unwrap().phone, None);
 }
 
 #[test]
 fn phone_pad_takes_at_most_15_digits() {
     let (mut app, _) = app_on_phone_pad();
-    digits(&mut app, "1234567890123456789");
+    digits(&mut app, "234567890123456789");
     let p = phone(&app);
     assert_eq!(p.digits, "123456789012345");
     assert_eq!(p.digits.len(), MAX_PHONE_DIGITS);
@@ -630,6 +642,7 @@ fn phone_pad_takes_at_most_15_digits() {
 #[track_caller]
 fn check_refused_send(typed: &str, says: &str) {
     let (mut app, _) = app_on_phone_pad();
+    clear_pad(&mut app);
     digits(&mut app, typed);
     focus_pad(&mut app, PadKey::Send);
     let fx = keys(&mut app, &[Key::Ok]);
@@ -654,8 +667,9 @@ fn send_is_refused_with_a_reason_until_the_number_parses() {
 #[test]
 fn sending_a_number_waits_for_the_payment_and_paid_unlocks() {
     let (mut app, c) = app_on_phone_pad();
-    digits(&mut app, "15550100001");
-    focus_pad(&mut app, PadKey::Send);
+    digits(&mut app, "5550100001");
+    // A whole +1 number: the focus is on ✓ already, one OK sends it.
+    assert_eq!(PAD[phone(&app).pad_focus], PadKey::Send);
     let fx = keys(&mut app, &[Key::Ok]);
     let phone_number = protocol::PhoneNumber::parse("+15550100001").unwrap();
     assert_eq!(
@@ -709,6 +723,7 @@ fn sending_a_number_waits_for_the_payment_and_paid_unlocks() {
 #[test]
 fn waiting_screen_back_returns_to_the_order_and_edit_number_to_the_pad() {
     let (mut app, c) = app_on_phone_pad();
+    clear_pad(&mut app);
     digits(&mut app, "4915112345678");
     focus_pad(&mut app, PadKey::Send);
     keys(&mut app, &[Key::Ok]);
@@ -747,7 +762,7 @@ fn waiting_screen_back_returns_to_the_order_and_edit_number_to_the_pad() {
 #[track_caller]
 fn check_send_failure(failure: Failure, says: &str, polls: bool) {
     let (mut app, c) = app_on_phone_pad();
-    digits(&mut app, "15550100002");
+    digits(&mut app, "5550100002");
     focus_pad(&mut app, PadKey::Send);
     keys(&mut app, &[Key::Ok]);
     let fx = app.handle(Input::PhonePayDone {
@@ -798,7 +813,7 @@ fn send_failures_are_shown_on_the_pad_in_words() {
 #[test]
 fn expiry_while_the_pad_is_up_shows_expired() {
     let (mut app, c) = app_on_phone_pad();
-    digits(&mut app, "1555");
+    digits(&mut app, "555");
     let deadline = app.order_screen().unwrap().deadline_ms;
     let fx = app.handle(Input::Tick { now_ms: deadline });
     assert_eq!(fx, vec![Effect::Withdraw]);
@@ -815,7 +830,7 @@ fn expiry_while_the_pad_is_up_shows_expired() {
 #[test]
 fn answer_after_leaving_the_pad_is_ignored() {
     let (mut app, c) = app_on_phone_pad();
-    digits(&mut app, "15550100003");
+    digits(&mut app, "5550100003");
     focus_pad(&mut app, PadKey::Send);
     keys(&mut app, &[Key::Ok]);
     keys(&mut app, &[Key::Back]);
@@ -825,4 +840,276 @@ fn answer_after_leaving_the_pad_is_ignored() {
         result: Err(refused(ErrorCode::TooManyAttempts)),
     });
     assert_eq!(app.order_screen().unwrap().phone, None);
+}
+
+// ---- What the TV owns (films, memberships) ----
+
+/// One day in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+/// A wall-clock time for the tests (Unix ms): 15 Jan 2027.
+const NOW_UNIX_MS: i64 = 1_800_000_000_000;
+
+/// The catalog with the device's purchases loaded, the wall clock at `NOW_UNIX_MS`.
+fn app_owning(list: Vec<protocol::Entitlement>) -> App {
+    let mut app = app_on_catalog();
+    app.handle(Input::WallClock {
+        unix_ms: NOW_UNIX_MS,
+    });
+    app.handle(Input::EntitlementsLoaded(Ok(protocol::Entitlements {
+        device_id: identity().device_id,
+        entitlements: list,
+        next_cursor: None,
+    })));
+    app
+}
+
+#[test]
+fn the_catalog_load_also_loads_what_the_tv_owns() {
+    let (mut app, _) = App::init(identity(), 0);
+    let fx = app.handle(Input::CatalogLoaded(Ok(catalog())));
+    assert!(
+        fx.contains(&Effect::LoadEntitlements(identity().device_id)),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn an_owned_film_shows_play_and_plays_without_a_second_order() {
+    let film = &catalog().items[0];
+    let mut app = app_owning(vec![entitlement(film, NOW_UNIX_MS - DAY_MS, None)]);
+    assert_eq!(app.ownership(&film.id), Ownership::Film);
+    app.handle(Input::Key(Key::Ok));
+    assert_eq!(app.item_action(0), ItemAction::Play);
+    assert!(matches!(
+        app.screen,
+        Screen::Item {
+            focus: Choice::Primary,
+            ..
+        }
+    ));
+    // OK plays it: no order, the player is up.
+    let fx = app.handle(Input::Key(Key::Ok));
+    assert!(fx.is_empty(), "{fx:?}");
+    assert!(
+        matches!(&app.screen, Screen::Playing { item, .. } if item.id == film.id),
+        "{:?}",
+        app.screen
+    );
+    // Back stops it and shows the film's page again.
+    app.handle(Input::Key(Key::Back));
+    assert!(matches!(app.screen, Screen::Item { index: 0, .. }));
+}
+
+#[test]
+fn already_owned_from_the_server_shows_the_owned_state_not_an_error() {
+    let mut app = app_on_catalog();
+    // The TV did not know yet (its list was still loading) and asked for an order.
+    app.handle(Input::Key(Key::Ok));
+    let fx = app.handle(Input::Key(Key::Ok));
+    assert!(matches!(&fx[..], [Effect::CreateOrder(_)]), "{fx:?}");
+    let film = catalog().items[0].clone();
+    let fx = app.handle(Input::OrderCreated {
+        item: film.id.clone(),
+        result: Err(refused(ErrorCode::AlreadyOwned)),
+    });
+    assert_eq!(fx, vec![Effect::LoadEntitlements(identity().device_id)]);
+    assert!(
+        matches!(
+            app.screen,
+            Screen::Item {
+                index: 0,
+                busy: false,
+                ..
+            }
+        ),
+        "{:?}",
+        app.screen
+    );
+    assert_eq!(app.item_action(0), ItemAction::Play);
+    // OK now plays instead of ordering again.
+    assert!(app.handle(Input::Key(Key::Ok)).is_empty());
+    assert!(matches!(app.screen, Screen::Playing { .. }));
+}
+
+#[test]
+fn a_paid_film_is_owned_at_once() {
+    let (mut app, c) = app_on_order();
+    app.handle(Input::OrderUpdate(with_status(&c.order, OrderStatus::Paid)));
+    app.handle(Input::Key(Key::Back));
+    assert_eq!(
+        app.screen,
+        Screen::Catalog {
+            focus: CatalogFocus::Item(1)
+        }
+    );
+    app.handle(Input::Key(Key::Ok));
+    assert_eq!(app.item_action(1), ItemAction::Play);
+    assert!(
+        app.handle(Input::Key(Key::Ok)).is_empty(),
+        "no second order"
+    );
+    assert!(matches!(app.screen, Screen::Playing { .. }));
+}
+
+#[test]
+fn an_active_membership_shows_until_when_and_cannot_be_bought_again() {
+    let plus = &catalog().items[2];
+    let until = NOW_UNIX_MS + 10 * DAY_MS;
+    let mut app = app_owning(vec![entitlement(
+        plus,
+        NOW_UNIX_MS - 20 * DAY_MS,
+        Some(until),
+    )]);
+    app.handle(Input::Key(Key::Digit(3)));
+    assert_eq!(
+        app.item_action(2),
+        ItemAction::Active {
+            until_ms: Some(until)
+        }
+    );
+    // Only Back is on the page, and it is focused: OK leaves, nothing is bought.
+    assert!(matches!(
+        app.screen,
+        Screen::Item {
+            focus: Choice::Secondary,
+            ..
+        }
+    ));
+    assert!(app.handle(Input::Key(Key::Left)).is_empty());
+    assert!(matches!(
+        app.screen,
+        Screen::Item {
+            focus: Choice::Secondary,
+            ..
+        }
+    ));
+    assert!(app.handle(Input::Key(Key::Ok)).is_empty());
+    assert!(matches!(app.screen, Screen::Catalog { .. }));
+    // Once it has ended, it can be bought again.
+    app.handle(Input::WallClock { unix_ms: until + 1 });
+    assert_eq!(app.item_action(2), ItemAction::Buy);
+    app.handle(Input::Key(Key::Digit(3)));
+    let fx = app.handle(Input::Key(Key::Ok));
+    assert!(
+        matches!(&fx[..], [Effect::CreateOrder(r)] if r.item_id == plus.id),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn goods_can_be_ordered_again() {
+    let lamp = &catalog().items[3];
+    let mut app = app_owning(vec![entitlement(lamp, NOW_UNIX_MS - DAY_MS, None)]);
+    assert_eq!(app.item_action(3), ItemAction::Buy);
+    app.handle(Input::Key(Key::Digit(4)));
+    let fx = app.handle(Input::Key(Key::Ok));
+    assert!(matches!(&fx[..], [Effect::CreateOrder(_)]), "{fx:?}");
+}
+
+#[test]
+fn my_purchases_lists_each_item_once_and_ok_plays_or_shows_it() {
+    let items = catalog().items;
+    let (film, plus, lamp) = (&items[0], &items[2], &items[3]);
+    let t = NOW_UNIX_MS - 40 * DAY_MS;
+    let mut app = app_owning(vec![
+        entitlement(film, t, None),
+        entitlement(film, t + DAY_MS, None),
+        entitlement(plus, t + 2 * DAY_MS, Some(t + 32 * DAY_MS)),
+        entitlement(plus, t + 3 * DAY_MS, Some(t + 62 * DAY_MS)),
+        entitlement(lamp, t + 4 * DAY_MS, None),
+        entitlement(lamp, t + 5 * DAY_MS, None),
+    ]);
+    app.handle(Input::Key(Key::Digit(0)));
+    let Screen::Purchases {
+        list: Some(list), ..
+    } = &app.screen
+    else {
+        panic!("expected the purchases list at once, got {:?}", app.screen)
+    };
+    let titles: Vec<&str> = list.iter().map(|e| e.item.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Aurora Reading Lamp",
+            "Couchpay Plus — 1 month",
+            "Night Train"
+        ]
+    );
+    assert_eq!(
+        list[1].valid_until_ms,
+        Some(t + 62 * DAY_MS),
+        "the latest end date"
+    );
+    // OK on the film plays it; Back from the player comes back to the list.
+    app.handle(Input::Key(Key::Down));
+    app.handle(Input::Key(Key::Down));
+    assert!(app.handle(Input::Key(Key::Ok)).is_empty());
+    assert!(matches!(&app.screen, Screen::Playing { item, .. } if item.id == film.id));
+    let fx = app.handle(Input::Key(Key::Back));
+    assert_eq!(fx, vec![Effect::LoadEntitlements(identity().device_id)]);
+    assert!(matches!(
+        app.screen,
+        Screen::Purchases { list: Some(_), .. }
+    ));
+    // OK on the membership shows it (until when it is active); Back returns to the list.
+    app.handle(Input::Key(Key::Down));
+    app.handle(Input::Key(Key::Ok));
+    assert!(
+        matches!(
+            app.screen,
+            Screen::Item {
+                index: 2,
+                back: Back::Purchases,
+                ..
+            }
+        ),
+        "{:?}",
+        app.screen
+    );
+    app.handle(Input::Key(Key::Back));
+    assert!(matches!(app.screen, Screen::Purchases { .. }));
+}
+
+#[test]
+fn the_order_screen_focuses_a_harmless_button_first() {
+    let (mut app, c) = app_on_order();
+    assert_eq!(app.order_screen().unwrap().focus, Choice::Primary);
+    // A stray OK opens the phone pad; the order lives on.
+    let fx = app.handle(Input::Key(Key::Ok));
+    assert!(fx.is_empty(), "{fx:?}");
+    assert!(app.order_screen().unwrap().phone.is_some());
+    // Cancelling is the secondary button (and Back).
+    app.handle(Input::Key(Key::Back));
+    app.handle(Input::Key(Key::Right));
+    let fx = app.handle(Input::Key(Key::Ok));
+    assert!(
+        fx.contains(&Effect::CancelOrder {
+            order: c.order.id.clone(),
+            tv_token: c.tv_token.clone()
+        }),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn the_pad_prefills_the_country_code_and_moves_to_send_after_a_full_number() {
+    let (mut app, _) = app_on_phone_pad();
+    // Digit keys: the focus follows the digit typed (so OK would type it again).
+    digits(&mut app, "555");
+    assert_eq!(PAD[phone(&app).pad_focus], PadKey::Digit(5));
+    digits(&mut app, "010000");
+    assert_eq!(PAD[phone(&app).pad_focus], PadKey::Digit(0));
+    digits(&mut app, "2");
+    assert_eq!(phone(&app).digits, "15550100002");
+    assert_eq!(PAD[phone(&app).pad_focus], PadKey::Send, "complete: on ✓");
+
+    // A configured country code: the UK's numbers have 12 digits with it.
+    let (mut app, _) = app_on_order();
+    app.set_phone_country_code("+44").unwrap();
+    keys(&mut app, &[Key::Ok]);
+    assert_eq!(phone(&app).digits, "44");
+    digits(&mut app, "770090012");
+    assert_ne!(PAD[phone(&app).pad_focus], PadKey::Send);
+    digits(&mut app, "3");
+    assert_eq!(PAD[phone(&app).pad_focus], PadKey::Send);
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use protocol::{
     AccountId, Catalog, CatalogItem, CreateOrder, CreatedOrder, Currency, Device, DeviceId,
-    Entitlements, ItemId, ItemKind, Merchant, Money, Order, OrderEvent, OrderId, OrderItem,
-    OrderStatus, PayLink, PhoneNumber, PhonePayKind, PhonePayRequest, PhonePayStarted, ServerUrl,
-    ShortCode, Token,
+    Entitlement, Entitlements, ErrorCode, ItemId, ItemKind, Merchant, Money, Order, OrderEvent,
+    OrderId, OrderItem, OrderStatus, PayLink, PhoneNumber, PhonePayKind, PhonePayRequest,
+    PhonePayStarted, ServerUrl, ShortCode, Token,
 };
 use tv_client::runtime::{Backend, EventStream, Sink};
 use tv_client::state::{Failure, Identity, Input};
@@ -56,6 +56,16 @@ fn item(id: &str, title: &str, kind: ItemKind, minor: u64, merchant: &str) -> Ca
 }
 
 pub(crate) fn catalog() -> Catalog {
+    let mut c = fixture_catalog();
+    // Running times, as the real catalog gives them (the player shows them).
+    c.items[0].description =
+        "A thriller on the last sleeper from Vienna to Venice. 1 h 52 min, HD.".into();
+    c.items[1].description =
+        "Nature documentary: a year of migration across four continents. 1 h 31 min, 4K.".into();
+    c
+}
+
+fn fixture_catalog() -> Catalog {
     Catalog {
         items: vec![
             item(
@@ -121,6 +131,28 @@ pub(crate) fn created(order: Order) -> CreatedOrder {
     }
 }
 
+/// What the server lists for a purchase of `item` (`until` for memberships).
+pub(crate) fn entitlement(
+    item: &CatalogItem,
+    granted_at_ms: i64,
+    until: Option<i64>,
+) -> Entitlement {
+    Entitlement {
+        order_id: OrderId::random(),
+        item: OrderItem {
+            id: item.id.clone(),
+            title: item.title.clone(),
+            kind: item.kind,
+        },
+        granted_at_ms,
+        valid_until_ms: until,
+    }
+}
+
+/// What a real client says when the server is down: developer text that must never
+/// reach the screen.
+pub(crate) const DOWN_MESSAGE: &str = "error sending request for url (http://127.0.0.1:8080/v1/catalog): client error (Connect): tcp connect error: Connection refused (os error 111)";
+
 pub(crate) fn with_status(order: &Order, status: OrderStatus) -> Order {
     Order {
         status,
@@ -145,6 +177,13 @@ pub(crate) struct FakeState {
     pub(crate) phone_requests: Vec<(OrderId, PhoneNumber)>,
     /// Films added after the fixture catalog (a catalog longer than one screen row).
     pub(crate) extra_films: usize,
+    /// What `entitlements` answers (the device's purchases, as listed).
+    pub(crate) entitlements: Vec<Entitlement>,
+    /// Items the server knows this TV owns: an order for one is refused (409
+    /// already_owned), whether or not `entitlements` lists it yet.
+    pub(crate) owned: Vec<ItemId>,
+    /// When set, every order is refused with this.
+    pub(crate) refuse_orders: Option<Failure>,
 }
 
 /// The demo's bound phone numbers (alice, bob, carol), as the stub server seeds them.
@@ -155,7 +194,7 @@ pub(crate) fn is_bound(phone: &PhoneNumber) -> bool {
 impl FakeBackend {
     fn check_up(&self) -> Result<(), Failure> {
         if self.state.lock().unwrap().down {
-            Err(Failure::Unreachable("connection refused (fake)".into()))
+            Err(Failure::Unreachable(DOWN_MESSAGE.into()))
         } else {
             Ok(())
         }
@@ -196,6 +235,15 @@ impl Backend for FakeBackend {
             })?;
         let order = order_for(&item, &fake_server(), 1_800_000_000_000);
         let mut st = self.state.lock().unwrap();
+        if let Some(f) = &st.refuse_orders {
+            return Err(f.clone());
+        }
+        if st.owned.contains(&req.item_id) {
+            return Err(Failure::Refused {
+                code: Some(ErrorCode::AlreadyOwned),
+                message: "already_owned: HTTP 409 from http://127.0.0.1:8080/v1/orders".into(),
+            });
+        }
         st.created += 1;
         st.orders.insert(order.id.clone(), order.clone());
         Ok(created(order))
@@ -230,7 +278,7 @@ impl Backend for FakeBackend {
         self.check_up()?;
         Ok(Entitlements {
             device_id: device,
-            entitlements: vec![],
+            entitlements: self.state.lock().unwrap().entitlements.clone(),
             next_cursor: None,
         })
     }

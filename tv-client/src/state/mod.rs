@@ -1,0 +1,545 @@
+//! The TV app's state machine: remote keys, clock ticks and server answers go in,
+//! effects (requests, mDNS announcements) come out. No I/O and no Slint here, so every
+//! flow can be driven and checked without a window or a server.
+//!
+//! This module keeps the shared types, [`App::handle`] and the dispatch of keys to the
+//! screen that is up; each screen's logic lives in its own module: `catalog` (catalog and
+//! item page), `order` (the order screen, its stream, announcements and cancel), `phone`
+//! (the phone-number pad, a sub-state of the order screen), `owned` (the device's
+//! entitlements: what is owned, My purchases), `player` (the paid screen and the player)
+//! and `problem` (errors and retries).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use protocol::{
+    Catalog, CatalogItem, CreateOrder, CreatedOrder, DeviceId, DiscoveryRecord, Entitlement,
+    Entitlements, ErrorCode, ItemId, Order, OrderId, OrderItem, PhoneNumber, PhonePayStarted,
+    Token,
+};
+
+mod catalog;
+mod order;
+mod owned;
+mod phone;
+mod player;
+mod problem;
+
+pub use catalog::ItemAction;
+pub use order::{AnnounceState, OrderScreen, StreamPhase, StreamState};
+pub use owned::{Ownership, dedupe_entitlements};
+pub use phone::{
+    DEFAULT_COUNTRY_CODE, MAX_PHONE_DIGITS, PAD, PAD_COLUMNS, PadKey, PhoneEntry, PhonePhase,
+    country_code_len, full_number_len, phone_failure_text,
+};
+pub use problem::{Problem, Retry};
+
+use order::Cancelling;
+
+/// First wait before retrying a request that failed because the server was unreachable.
+pub const RETRY_INITIAL_MS: u64 = 1_000;
+/// Longest wait between two automatic retries (exponential backoff is capped here).
+pub const RETRY_MAX_MS: u64 = 16_000;
+/// First wait before reopening a dropped order event stream.
+pub const STREAM_RETRY_INITIAL_MS: u64 = 500;
+/// Longest wait between two attempts to reopen the order event stream.
+pub const STREAM_RETRY_MAX_MS: u64 = 8_000;
+/// How often the order is polled while its event stream is down.
+pub const POLL_INTERVAL_MS: u64 = 2_000;
+/// How many times a cancel that could not reach the server is retried before giving up
+/// (the server expires the order on its own anyway).
+pub const CANCEL_ATTEMPTS_MAX: u32 = 5;
+/// Longest TV name accepted, in characters (the server's limit for `device_name`).
+pub const MAX_TV_NAME_CHARS: usize = 64;
+
+/// A button on the remote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    Up,
+    Down,
+    Left,
+    Right,
+    /// OK / Enter.
+    Ok,
+    /// Back / Escape / Backspace.
+    Back,
+    Digit(u8),
+}
+
+/// Why a request failed, as far as the TV needs to know. The message is for the log:
+/// screens never show it (they say what happened in words of their own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Network trouble or a 503: retrying later may succeed.
+    Unreachable(String),
+    /// The server answered and refused; `code` says why when it gave one.
+    Refused {
+        code: Option<ErrorCode>,
+        message: String,
+    },
+}
+
+impl Failure {
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Unreachable(m) => m,
+            Self::Refused { message, .. } => message,
+        }
+    }
+
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Unreachable(_) => None,
+            Self::Refused { code, .. } => *code,
+        }
+    }
+}
+
+impl From<protocol::client::ClientError> for Failure {
+    fn from(e: protocol::client::ClientError) -> Self {
+        if e.is_transient() {
+            Self::Unreachable(e.to_string())
+        } else {
+            Self::Refused {
+                code: e.code(),
+                message: e.to_string(),
+            }
+        }
+    }
+}
+
+/// A decoded poster: RGBA8 pixels, row by row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Poster {
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
+}
+
+/// Everything that can happen to the app.
+#[derive(Clone, Debug)]
+pub enum Input {
+    Key(Key),
+    /// The local monotonic clock, in milliseconds. Sent a few times a second.
+    Tick {
+        now_ms: u64,
+    },
+    /// The TV's wall clock (Unix milliseconds), to tell whether a membership is still
+    /// active. Sent now and then; without it the TV goes by the server's timestamps.
+    WallClock {
+        unix_ms: i64,
+    },
+    CatalogLoaded(Result<Catalog, Failure>),
+    PosterLoaded {
+        item: ItemId,
+        poster: Arc<Poster>,
+    },
+    OrderCreated {
+        item: ItemId,
+        result: Result<CreatedOrder, Failure>,
+    },
+    /// The order event stream `generation` is connected (its snapshot arrived).
+    StreamOpened {
+        order: OrderId,
+        generation: u64,
+    },
+    /// The order event stream `generation` ended or could not be opened.
+    StreamEnded {
+        order: OrderId,
+        generation: u64,
+        reason: String,
+    },
+    /// The order's current state, from the event stream, a poll or a cancel.
+    OrderUpdate(Order),
+    /// A poll of the order failed.
+    PollFailed {
+        order: OrderId,
+        failure: Failure,
+    },
+    CancelDone {
+        order: OrderId,
+        result: Result<Order, Failure>,
+    },
+    EntitlementsLoaded(Result<Entitlements, Failure>),
+    /// Whether the mDNS announcement of `order` went out on a network interface.
+    Announced {
+        order: OrderId,
+        result: Result<(), String>,
+    },
+    /// Whether `order` went on the air over Bluetooth LE (`Err` says why not).
+    BleAnnounced {
+        order: OrderId,
+        result: Result<(), String>,
+    },
+    /// The server's answer to sending `order` to a phone number.
+    PhonePayDone {
+        order: OrderId,
+        result: Result<PhonePayStarted, Failure>,
+    },
+}
+
+/// What the app asks the outside world to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    LoadCatalog,
+    LoadPoster {
+        item: ItemId,
+        path: String,
+    },
+    CreateOrder(CreateOrder),
+    /// Open the order's event stream; its inputs carry `generation` so that answers from
+    /// an older stream are recognised and ignored.
+    FollowOrder {
+        order: OrderId,
+        generation: u64,
+    },
+    /// Close the order event stream, if one is open.
+    StopFollowing,
+    PollOrder(OrderId),
+    CancelOrder {
+        order: OrderId,
+        tv_token: Token,
+    },
+    /// Register (or replace) this TV's mDNS announcement.
+    Announce(DiscoveryRecord),
+    /// Withdraw this TV's mDNS announcement at once.
+    Withdraw,
+    LoadEntitlements(DeviceId),
+    /// Ask the server to text `phone` a code or the pay link for `order` (SPEC W2).
+    PayByPhone {
+        order: OrderId,
+        tv_token: Token,
+        phone: PhoneNumber,
+    },
+}
+
+/// Which of its buttons a two-button screen has focused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    Primary,
+    Secondary,
+}
+
+impl Choice {
+    fn toggled(self, key: Key) -> Self {
+        match key {
+            Key::Left => Self::Primary,
+            Key::Right => Self::Secondary,
+            _ => self,
+        }
+    }
+}
+
+/// Focus on the catalog screen: the "My purchases" button above the grid, or a poster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogFocus {
+    Purchases,
+    Item(usize),
+}
+
+/// Where Back leads from an item page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Back {
+    Catalog,
+    Purchases,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Screen {
+    /// The first catalog load is in flight.
+    Starting,
+    Catalog {
+        focus: CatalogFocus,
+    },
+    /// One item: buy it, play it (a film this TV owns) or see until when it is active
+    /// (a membership). [`App::item_action`] says which.
+    Item {
+        index: usize,
+        focus: Choice,
+        /// An order is being created for this item.
+        busy: bool,
+        back: Back,
+    },
+    Order(Box<OrderScreen>),
+    Paid {
+        index: Option<usize>,
+        order: Box<Order>,
+        /// Local time the TV learnt of the payment (the film "plays" from here).
+        since_ms: u64,
+        focus: Choice,
+    },
+    /// A film this TV owns, playing (the same player as on the paid screen).
+    Playing {
+        item: OrderItem,
+        index: Option<usize>,
+        since_ms: u64,
+        /// "Stop & go back" (primary) or "My purchases".
+        focus: Choice,
+        /// The screen the film was started from, shown again when it stops.
+        back_to: Box<Screen>,
+    },
+    Expired {
+        index: usize,
+        order: OrderId,
+        /// Still listening for a late "paid" until the server confirms the expiry.
+        confirmed: bool,
+        focus: Choice,
+    },
+    Purchases {
+        /// Each item once, newest first; `None` while the first load is in flight.
+        list: Option<Vec<Entitlement>>,
+        selected: usize,
+    },
+    Problem(Problem),
+}
+
+/// The TV's identity, sent with every order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub device_id: DeviceId,
+    pub tv_name: String,
+}
+
+/// The whole app state.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub identity: Identity,
+    pub screen: Screen,
+    pub catalog: Option<Catalog>,
+    pub posters: HashMap<ItemId, Arc<Poster>>,
+    pub now_ms: u64,
+    cancelling: Option<Cancelling>,
+    next_generation: u64,
+    /// The card that had focus before Up moved it to "My purchases"; Down returns there.
+    catalog_return: usize,
+    /// The device's entitlements, each item once; `None` until first loaded.
+    purchases: Option<Vec<Entitlement>>,
+    /// Items the server refused to sell because this TV already owns them, until the
+    /// next entitlements load says more.
+    owned_hint: HashSet<ItemId>,
+    /// Bumped whenever what the TV owns changes (the UI rebuilds its cards then).
+    owned_version: u64,
+    /// A wall-clock reading: (Unix ms, local ms when read).
+    wall: Option<(i64, u64)>,
+    /// Digits prefilled on the phone pad: the country calling code.
+    phone_country_code: String,
+}
+
+fn backoff(initial_ms: u64, max_ms: u64, failures: u32) -> u64 {
+    let shift = failures.saturating_sub(1).min(16);
+    initial_ms.saturating_mul(1 << shift).min(max_ms)
+}
+
+impl App {
+    /// The app as it starts: loading the catalog.
+    pub fn init(identity: Identity, now_ms: u64) -> (Self, Vec<Effect>) {
+        let app = Self {
+            identity,
+            screen: Screen::Starting,
+            catalog: None,
+            posters: HashMap::new(),
+            now_ms,
+            cancelling: None,
+            next_generation: 1,
+            catalog_return: 0,
+            purchases: None,
+            owned_hint: HashSet::new(),
+            owned_version: 0,
+            wall: None,
+            phone_country_code: DEFAULT_COUNTRY_CODE.to_owned(),
+        };
+        (app, vec![Effect::LoadCatalog])
+    }
+
+    pub fn items(&self) -> &[CatalogItem] {
+        self.catalog.as_ref().map_or(&[], |c| &c.items)
+    }
+
+    pub fn item(&self, index: usize) -> Option<&CatalogItem> {
+        self.items().get(index)
+    }
+
+    fn index_of(&self, id: &ItemId) -> Option<usize> {
+        self.items().iter().position(|i| &i.id == id)
+    }
+
+    /// The order on screen, if the order screen is up.
+    pub fn order_screen(&self) -> Option<&OrderScreen> {
+        match &self.screen {
+            Screen::Order(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Applies one input and returns what must be done as a consequence.
+    pub fn handle(&mut self, input: Input) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match input {
+            Input::Key(key) => self.on_key(key, &mut fx),
+            Input::Tick { now_ms } => {
+                self.now_ms = self.now_ms.max(now_ms);
+                self.on_tick(&mut fx);
+            }
+            Input::WallClock { unix_ms } => self.set_wall_clock(unix_ms),
+            Input::CatalogLoaded(result) => self.on_catalog(result, &mut fx),
+            Input::PosterLoaded { item, poster } => {
+                self.posters.insert(item, poster);
+            }
+            Input::OrderCreated { item, result } => self.on_order_created(item, result, &mut fx),
+            Input::StreamOpened { order, generation } => {
+                if let Some(o) = self.order_screen_of(&order)
+                    && o.stream.generation == generation
+                {
+                    o.stream.phase = StreamPhase::Live;
+                    o.stream.failures = 0;
+                }
+            }
+            Input::StreamEnded {
+                order, generation, ..
+            } => self.on_stream_ended(&order, generation, &mut fx),
+            Input::OrderUpdate(order) => self.on_order_update(order, &mut fx),
+            Input::PollFailed { .. } => {
+                // Nothing to do: the next poll is already scheduled and the stream keeps
+                // reconnecting; the screen shows the connection as down meanwhile.
+            }
+            Input::CancelDone { order, result } => self.on_cancel_done(&order, result, &mut fx),
+            Input::EntitlementsLoaded(result) => self.on_entitlements(result),
+            Input::PhonePayDone { order, result } => {
+                self.on_phone_pay_done(&order, result, &mut fx)
+            }
+            Input::Announced { order, result } => {
+                if let Some(o) = self.order_screen_of(&order) {
+                    o.announce = AnnounceState::from(result);
+                }
+            }
+            Input::BleAnnounced { order, result } => {
+                if let Some(o) = self.order_screen_of(&order) {
+                    o.ble = AnnounceState::from(result);
+                }
+            }
+        }
+        fx
+    }
+
+    /// The order screen, if it shows `order` (late answers about older orders are dropped).
+    fn order_screen_of(&mut self, order: &OrderId) -> Option<&mut OrderScreen> {
+        match &mut self.screen {
+            Screen::Order(o) if o.order.id == *order => Some(o),
+            _ => None,
+        }
+    }
+
+    fn on_key(&mut self, key: Key, fx: &mut Vec<Effect>) {
+        match self.screen.clone() {
+            Screen::Starting => {}
+            Screen::Catalog { focus } => self.on_catalog_key(focus, key, fx),
+            Screen::Item {
+                index,
+                focus,
+                busy,
+                back,
+            } => self.on_item_key(index, focus, busy, back, key, fx),
+            Screen::Order(o) if o.phone.is_some() => self.on_phone_key(key, fx),
+            Screen::Order(o) => self.on_order_key(&o, key, fx),
+            Screen::Paid { index, focus, .. } => self.on_paid_key(index, focus, key, fx),
+            Screen::Playing { focus, back_to, .. } => self.on_playing_key(focus, *back_to, key, fx),
+            Screen::Expired {
+                index,
+                order,
+                confirmed,
+                focus,
+            } => self.on_expired_key(index, order, confirmed, focus, key, fx),
+            Screen::Purchases { list, selected } => self.on_purchases_key(list, selected, key),
+            Screen::Problem(p) => self.on_problem_key(p, key, fx),
+        }
+    }
+
+    fn on_tick(&mut self, fx: &mut Vec<Effect>) {
+        self.tick_cancel(fx);
+        match &self.screen {
+            Screen::Problem(p) if p.next_retry_ms.is_some_and(|t| self.now_ms >= t) => {
+                let p = p.clone();
+                if let Some(retry) = p.retry {
+                    self.retry_now(retry, p, fx);
+                }
+            }
+            Screen::Order(_) => self.tick_order(fx),
+            _ => {}
+        }
+    }
+
+    fn go_home(&mut self) {
+        self.screen = if self.catalog.is_some() {
+            Screen::Catalog {
+                focus: CatalogFocus::Purchases,
+            }
+        } else {
+            Screen::Starting
+        };
+    }
+
+    /// The digits prefilled on the phone pad (the country calling code, without `+`).
+    pub fn phone_country_code(&self) -> &str {
+        &self.phone_country_code
+    }
+
+    /// Sets the country calling code prefilled on the phone pad: 1 to 3 digits, an
+    /// optional leading `+`, not starting with 0; anything else is refused.
+    pub fn set_phone_country_code(&mut self, code: &str) -> Result<(), String> {
+        let digits = code.trim().trim_start_matches('+');
+        if (1..=3).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+        {
+            self.phone_country_code = digits.to_owned();
+            Ok(())
+        } else {
+            Err(format!(
+                "{code:?} is not a country calling code (1 to 3 digits, e.g. 1 or 44)"
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_backoff(failures: u32, expected_ms: u64) {
+        assert_eq!(
+            backoff(RETRY_INITIAL_MS, RETRY_MAX_MS, failures),
+            expected_ms,
+            "after {failures} failures"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        check_backoff(0, 1_000);
+        check_backoff(1, 1_000);
+        check_backoff(2, 2_000);
+        check_backoff(3, 4_000);
+        check_backoff(5, 16_000);
+        check_backoff(6, 16_000);
+        check_backoff(u32::MAX, 16_000);
+    }
+
+    #[test]
+    fn country_codes_are_checked() {
+        let (mut app, _) = App::init(
+            Identity {
+                device_id: DeviceId::parse("SN-1").unwrap(),
+                tv_name: "TV".into(),
+            },
+            0,
+        );
+        assert_eq!(app.phone_country_code(), "1");
+        assert!(app.set_phone_country_code("+44").is_ok());
+        assert_eq!(app.phone_country_code(), "44");
+        for bad in ["", "+", "0", "1234", "4a", "+-1"] {
+            assert!(app.set_phone_country_code(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(app.phone_country_code(), "44");
+    }
+}
