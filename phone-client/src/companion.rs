@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use protocol::client::{Client, ClientError};
 use protocol::{
-    AccountEvent, AccountId, DiscoveryRecord, ErrorCode, IdempotencyKey, ItemKind, LoginRequest,
-    Order, OrderId, OrderStatus, PayLink, PayRequest, PayerAuth, Pin, Receipt, ServerUrl,
-    ShortCode,
+    AccountEvent, AccountId, AccountView, DiscoveryRecord, ErrorCode, IdempotencyKey, ItemKind,
+    LoginRequest, Order, OrderId, OrderStatus, Page, PayLink, PayRequest, PayerAuth, PhoneConfirm,
+    PhoneNumber, Pin, Receipt, ServerUrl, ShortCode, SmsMessage,
 };
 
 use crate::state::{PendingPayment, SavedSession, StateError, StateStore};
@@ -26,84 +26,200 @@ pub const PAY_RETRY_BACKOFF_MS: u64 = 200;
 /// A remembered session is not used in its last minute, in milliseconds.
 pub const SESSION_EXPIRY_MARGIN_MS: i64 = 60_000;
 
-/// Why the companion would not, or could not, go on.
+/// Why the companion would not, or could not, go on. Each message is one plain
+/// sentence a person can act on, says what happened to money where a payment was
+/// involved, and carries the server's own wording when the server refused. Technical
+/// details (addresses, OS errors) go to the log, not into these messages.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CompanionError {
-    #[error("no trusted server is configured; pass --server URL")]
+    #[error("No trusted Couchpay server is set up.")]
     NoServer,
     #[error(
-        "refused: this order is on {server}, which is not a server this companion trusts ({trusted}). \
-         Only pay on your own server; if this is unexpected, the code may be a fake."
+        "Refused: this order is on {}, which is not a server this companion trusts. \
+         Only pay on your own server; if this is unexpected, the code may be a fake. \
+         Nothing was charged.",
+        host(server)
     )]
     UntrustedServer { server: ServerUrl, trusted: String },
-    #[error("order {order} was already paid from this device; ignoring it")]
+    #[error("You already paid this order from this device; nothing more was charged.")]
     AlreadyPaidHere { order: OrderId },
-    #[error("that is not a Couchpay pay link: {0}")]
-    NotAPayLink(String),
-    #[error("no such order on the server (check the code on the TV)")]
-    UnknownOrder,
-    #[error("this order has expired; ask the TV for a new one")]
-    Expired,
-    #[error("this order was cancelled on the TV")]
-    Cancelled,
-    #[error("this order is already paid")]
-    AlreadyPaid,
-    #[error("the TV's announcement does not match the order on the server ({0}); not paying")]
-    RecordMismatch(&'static str),
-    #[error("wrong PIN")]
-    WrongPin,
-    #[error("the account is locked after too many wrong PINs{}", retry_hint(*.retry_after_s))]
-    AccountLocked { retry_after_s: Option<u64> },
-    #[error("not enough money in the account (nor on a linked card)")]
-    InsufficientFunds,
-    #[error("unknown account")]
-    UnknownAccount,
-    #[error("this item is shipped: a delivery address is required (--address)")]
-    DeliveryAddressRequired,
-    #[error("not logged in, or the session expired: log in again")]
-    NotLoggedIn,
-    #[error("too many attempts{}", retry_hint(*.retry_after_s))]
-    RateLimited { retry_after_s: Option<u64> },
     #[error(
-        "the payment's outcome is unknown ({0}); it is saved and retrying sends the same \
-         payment again, which can never charge twice"
+        "{0} is not a Couchpay code: a code has 8 letters without vowels, like BCDF-GHJK. \
+         Check the code on the TV."
     )]
-    OutcomeUnknown(String),
-    #[error("the server refused the request: {0}")]
+    NotACode(String),
+    #[error("That is neither a Couchpay pay link nor a TV code (like BCDF-GHJK).")]
+    NotAPayLink(String),
+    #[error("{}", unknown_order(.code.as_ref()))]
+    UnknownOrder { code: Option<ShortCode> },
+    #[error("This order has expired; ask the TV for a new one. Nothing was charged.")]
+    Expired,
+    #[error("This order was cancelled on the TV. Nothing was charged.")]
+    Cancelled,
+    #[error("This order is already paid; nothing more was charged.")]
+    AlreadyPaid,
+    #[error(
+        "The TV's announcement does not match the order on the server ({0}), so it was \
+         not paid. Nothing was charged."
+    )]
+    RecordMismatch(&'static str),
+    #[error("{}. Nothing was charged.", sentence(.message))]
+    WrongPin { message: String },
+    #[error("{}. Nothing was charged.", sentence(.message))]
+    AccountLocked {
+        message: String,
+        retry_after_s: Option<u64>,
+    },
+    #[error("{}. Nothing was charged.", sentence(.message))]
+    InsufficientFunds { message: String },
+    #[error("The server knows no such account. Nothing was charged.")]
+    UnknownAccount,
+    #[error("This item is shipped: a delivery address is needed. Nothing was charged.")]
+    DeliveryAddressRequired,
+    #[error("Not signed in, or the session has expired: sign in again.")]
+    NotLoggedIn,
+    #[error(
+        "Sign in again or pay with your PIN: there is no valid session on this device. \
+         Nothing was charged."
+    )]
+    SessionNeeded,
+    #[error("{}.", sentence(.message))]
+    RateLimited {
+        message: String,
+        retry_after_s: Option<u64>,
+    },
+    #[error("{}.", sentence(.message))]
+    WrongCode { message: String },
+    #[error(
+        "Cannot reach the Couchpay server at {}; check the connection and try again.{}",
+        host(server),
+        if *.payment { " Nothing was sent, so nothing was charged." } else { "" }
+    )]
+    Unreachable { server: ServerUrl, payment: bool },
+    #[error(
+        "The server did not answer the payment, and it could not be checked: it may or may \
+         not have gone through. It is saved on this device: trying again sends the same \
+         payment, which can never charge twice."
+    )]
+    OutcomeUnknown,
+    #[error(
+        "The server did not answer in time, but it has no payment from this attempt: \
+         nothing was charged. Trying again is safe and can never charge twice."
+    )]
+    NotChargedYet,
+    #[error("The server refused the payment: {}. Nothing was charged.", sentence_lower(.message))]
+    PaymentRefused { message: String },
+    #[error("The server refused: {}.", sentence_lower(&.0.to_string()))]
     Server(#[source] ClientError),
+    #[error("{}.", sentence(.message))]
+    WrongPinSignIn { message: String },
+    #[error(
+        "The server did not answer the code: tap Pay again to check (a code never pays twice)."
+    )]
+    OutcomeUnknownSms,
     #[error(transparent)]
     State(#[from] StateError),
 }
 
-fn retry_hint(s: Option<u64>) -> String {
-    s.map(|s| format!("; try again in {s} s"))
-        .unwrap_or_default()
+/// `http://127.0.0.1:8080` → `127.0.0.1:8080`: how a server is named on screen.
+pub fn host(server: &ServerUrl) -> String {
+    let s = server.as_str();
+    let s = s.split_once("://").map_or(s, |(_, rest)| rest);
+    s.trim_end_matches('/').to_owned()
+}
+
+/// A server message as the start of a sentence: capitalised, without a final stop.
+fn sentence(message: &str) -> String {
+    let m = message.trim().trim_end_matches('.');
+    let mut c = m.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => "The server gave no reason".to_owned(),
+    }
+}
+
+/// A server message inside a sentence: without a final stop.
+fn sentence_lower(message: &str) -> String {
+    message.trim().trim_end_matches('.').to_owned()
+}
+
+fn unknown_order(code: Option<&ShortCode>) -> String {
+    match code {
+        Some(code) => format!(
+            "No order is waiting for payment under the code {}. Check the code on the TV: \
+             a code stops working once its order is paid, expires or is cancelled. \
+             Nothing was charged.",
+            code.display()
+        ),
+        None => "The server has no such order. Nothing was charged.".to_owned(),
+    }
 }
 
 impl CompanionError {
-    fn from_client(e: ClientError) -> Self {
+    /// A failed call that is not a payment (fetch, login, lists): the server's refusal,
+    /// or the server being out of reach.
+    fn from_client(server: &ServerUrl, e: ClientError) -> Self {
         if e.is_transient() {
-            return Self::OutcomeUnknown(e.to_string());
+            tracing::warn!(server = %server, error = %e, "request failed");
+            return Self::Unreachable {
+                server: server.clone(),
+                payment: false,
+            };
         }
-        let retry_after_s = match &e {
-            ClientError::Api { error, .. } => error.retry_after_s,
-            _ => None,
+        Self::from_refusal(e)
+    }
+
+    /// A definitive answer from the server.
+    fn from_refusal(e: ClientError) -> Self {
+        let (message, retry_after_s) = match &e {
+            ClientError::Api { error, .. } => (error.message.clone(), error.retry_after_s),
+            other => (other.to_string(), None),
         };
         match e.code() {
-            Some(ErrorCode::UnknownOrder) => Self::UnknownOrder,
+            Some(ErrorCode::UnknownOrder) => Self::UnknownOrder { code: None },
             Some(ErrorCode::OrderExpired) => Self::Expired,
             Some(ErrorCode::OrderCancelled) => Self::Cancelled,
             Some(ErrorCode::AlreadyPaid) => Self::AlreadyPaid,
-            Some(ErrorCode::WrongPin) => Self::WrongPin,
-            Some(ErrorCode::AccountLocked) => Self::AccountLocked { retry_after_s },
-            Some(ErrorCode::InsufficientFunds) => Self::InsufficientFunds,
+            Some(ErrorCode::WrongPin) => Self::WrongPin { message },
+            Some(ErrorCode::AccountLocked) => Self::AccountLocked {
+                message,
+                retry_after_s,
+            },
+            Some(ErrorCode::InsufficientFunds) => Self::InsufficientFunds { message },
             Some(ErrorCode::UnknownAccount) => Self::UnknownAccount,
             Some(ErrorCode::DeliveryAddressRequired) => Self::DeliveryAddressRequired,
             Some(ErrorCode::Unauthorized) => Self::NotLoggedIn,
-            Some(ErrorCode::RateLimited) => Self::RateLimited { retry_after_s },
+            Some(ErrorCode::RateLimited) => Self::RateLimited {
+                message,
+                retry_after_s,
+            },
+            Some(ErrorCode::WrongCode) => Self::WrongCode { message },
             _ => Self::Server(e),
         }
+    }
+
+    /// A definitive refusal of a payment request: nothing was charged under its key.
+    fn from_payment_refusal(e: ClientError) -> Self {
+        match Self::from_refusal(e) {
+            Self::NotLoggedIn => Self::SessionNeeded,
+            Self::Server(e) => {
+                tracing::warn!(error = %e, "payment refused");
+                Self::PaymentRefused {
+                    message: e.to_string(),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// True when the server answered and nothing was charged (the person may retry
+    /// with other details); false for an unknown outcome or a local problem.
+    pub fn nothing_charged(&self) -> bool {
+        !matches!(
+            self,
+            Self::OutcomeUnknown | Self::OutcomeUnknownSms | Self::State(_)
+        )
     }
 }
 
@@ -126,6 +242,14 @@ impl OrderRef {
         }
         if let Ok(code) = ShortCode::parse(s) {
             return Ok(Self::Code(code));
+        }
+        let t = s.trim();
+        let letters: String = t
+            .chars()
+            .filter(|c| *c != '-' && !c.is_whitespace())
+            .collect();
+        if letters.len() == ShortCode::LEN && letters.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(CompanionError::NotACode(t.to_ascii_uppercase()));
         }
         Err(CompanionError::NotAPayLink(s.chars().take(80).collect()))
     }
@@ -272,7 +396,15 @@ impl Companion {
             }
             OrderRef::Code(code) => self.fetch_by_code(code).await?,
         };
-        let order = order.map_err(CompanionError::from_client)?;
+        let order = order.map_err(|e| match CompanionError::from_client(&server, e) {
+            CompanionError::UnknownOrder { .. } => CompanionError::UnknownOrder {
+                code: match r {
+                    OrderRef::Code(c) => Some(c.clone()),
+                    _ => None,
+                },
+            },
+            other => other,
+        })?;
         let expected_id = match r {
             OrderRef::Link(l) => Some(&l.order),
             OrderRef::Discovered(d) => Some(&d.order),
@@ -313,17 +445,21 @@ impl Companion {
         &self,
         code: &ShortCode,
     ) -> Result<(ServerUrl, Result<Order, ClientError>), CompanionError> {
-        let mut last = None;
         for c in &self.servers {
             match c.order_by_code(code).await {
-                Err(e) if e.code() == Some(ErrorCode::UnknownOrder) => last = Some(e),
+                Err(e) if e.code() == Some(ErrorCode::UnknownOrder) => {}
                 other => return Ok((c.server().clone(), other)),
             }
         }
-        match last {
-            Some(e) => Err(CompanionError::from_client(e)),
-            None => Err(CompanionError::NoServer),
+        // Codes of paid orders are retired by the server; say so if it was paid here.
+        if let Some(p) = self.state.get().paid_with_code(code) {
+            return Err(CompanionError::AlreadyPaidHere {
+                order: p.order.clone(),
+            });
         }
+        Err(CompanionError::UnknownOrder {
+            code: Some(code.clone()),
+        })
     }
 
     /// Pays a confirmed order. The idempotency key is saved before the request is sent
@@ -347,7 +483,7 @@ impl Companion {
                     .state
                     .get()
                     .session(&server, session_deadline())
-                    .ok_or(CompanionError::NotLoggedIn)?;
+                    .ok_or(CompanionError::SessionNeeded)?;
                 (s.account.clone(), PayerAuth::Session(s.token.clone()))
             }
         };
@@ -373,15 +509,19 @@ impl Companion {
             }
         };
         let req = PayRequest {
-            account,
+            account: account.clone(),
             auth,
             delivery_address,
         };
         let mut attempt = 0;
+        // True while every failure was a refused connection: the request never left.
+        let mut never_sent = true;
         let result = loop {
             attempt += 1;
             match client.pay(&order_id, &key, &req).await {
                 Err(e) if e.is_transient() && attempt < MAX_PAY_ATTEMPTS => {
+                    never_sent &= is_connect_error(&e);
+                    tracing::info!(attempt, error = %e, "payment not answered; retrying with the same key");
                     let wait = PAY_RETRY_BACKOFF_MS << (attempt - 1);
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
@@ -390,15 +530,32 @@ impl Companion {
         };
         match result {
             Ok(receipt) => {
-                self.state.update(|s| s.mark_paid(&server, &order_id))?;
+                let code = confirmation.order.short_code.clone();
+                // Paid is paid: failing to remember it must not turn into an error.
+                if let Err(e) = self
+                    .state
+                    .update(|s| s.mark_paid_code(&server, &order_id, Some(code)))
+                {
+                    tracing::warn!(error = %e, "paid, but cannot remember it on this device");
+                }
                 Ok(receipt)
             }
             Err(e) if e.is_transient() => {
-                // Keep the key: the server may have paid; the retry will tell.
-                Err(CompanionError::from_client(e))
+                never_sent &= is_connect_error(&e);
+                tracing::warn!(order = %order_id, error = %e, "payment not answered");
+                if never_sent {
+                    // Keep the key anyway: a retry reuses it, which is always safe.
+                    return Err(CompanionError::Unreachable {
+                        server,
+                        payment: true,
+                    });
+                }
+                // The server may have paid: ask it what happened under this key.
+                self.resolve_unknown(confirmation, &account, &key, credentials)
+                    .await
             }
             Err(e) => {
-                let err = CompanionError::from_client(e);
+                let err = CompanionError::from_payment_refusal(e);
                 // The server answered definitively, so nothing was charged under this
                 // key; a later attempt (say, with the right PIN) starts a fresh one.
                 self.state.update(|s| {
@@ -407,11 +564,67 @@ impl Companion {
                     } else {
                         s.drop_pending(&server, &order_id);
                     }
-                    if matches!(err, CompanionError::NotLoggedIn) {
+                    if matches!(err, CompanionError::SessionNeeded) {
                         s.forget_session(&server);
                     }
                 })?;
                 Err(err)
+            }
+        }
+    }
+
+    /// After a payment went unanswered: looks it up by its idempotency key with the
+    /// remembered session (or one opened with the PIN just given). A receipt means it
+    /// was paid; `unknown_payment` means nothing was charged under the key (kept for a
+    /// retry); no way to ask leaves the outcome unknown, the key kept.
+    async fn resolve_unknown(
+        &mut self,
+        confirmation: &Confirmation,
+        account: &AccountId,
+        key: &IdempotencyKey,
+        credentials: &Credentials,
+    ) -> Result<Receipt, CompanionError> {
+        let server = confirmation.server.clone();
+        let client = self.client(&server)?.clone();
+        let remembered = self
+            .state
+            .get()
+            .session(&server, now_ms())
+            .filter(|s| &s.account == account)
+            .map(|s| s.token.clone());
+        let token = match (remembered, credentials) {
+            (Some(t), _) => Some(t),
+            (None, Credentials::Pin { pin, .. }) => {
+                match self
+                    .login(Some(&server), account.clone(), pin.clone())
+                    .await
+                {
+                    Ok(s) => Some(s.token),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot sign in to check the payment");
+                        None
+                    }
+                }
+            }
+            (None, Credentials::Session) => None,
+        };
+        let Some(token) = token else {
+            return Err(CompanionError::OutcomeUnknown);
+        };
+        match client.payment(account, &token, key).await {
+            Ok(receipt) => {
+                tracing::info!(order = %receipt.order_id, "the unanswered payment went through");
+                let code = confirmation.order.short_code.clone();
+                self.state
+                    .update(|s| s.mark_paid_code(&server, &receipt.order_id, Some(code)))?;
+                Ok(receipt)
+            }
+            Err(e) if e.code() == Some(ErrorCode::UnknownPayment) => {
+                Err(CompanionError::NotChargedYet)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the unanswered payment");
+                Err(CompanionError::OutcomeUnknown)
             }
         }
     }
@@ -427,14 +640,20 @@ impl Companion {
         let client = match server {
             Some(s) => self.client(s)?,
             None => self.servers.first().ok_or(CompanionError::NoServer)?,
-        };
+        }
+        .clone();
         let session = client
             .login(&LoginRequest {
                 account: account.clone(),
                 pin,
             })
             .await
-            .map_err(CompanionError::from_client)?;
+            .map_err(|e| CompanionError::from_client(client.server(), e))
+            .map_err(|e| match e {
+                // Signing in charges nothing: drop the payment wording.
+                CompanionError::WrongPin { message } => CompanionError::WrongPinSignIn { message },
+                other => other,
+            })?;
         let saved = SavedSession {
             server: client.server().clone(),
             account: session.account,
@@ -454,6 +673,14 @@ impl Companion {
         Ok(())
     }
 
+    /// The account signed in on `server`, if its session is still valid.
+    pub fn signed_in(&self, server: &ServerUrl) -> Option<AccountId> {
+        self.state
+            .get()
+            .session(server, now_ms())
+            .map(|s| s.account.clone())
+    }
+
     fn session_for(&self, server: &ServerUrl) -> Result<(Client, SavedSession), CompanionError> {
         let client = self.client(server)?.clone();
         let s = self
@@ -465,13 +692,107 @@ impl Companion {
         Ok((client, s))
     }
 
+    /// A list call failed: a refused session is forgotten, so the window asks again.
+    fn list_error(&mut self, server: &ServerUrl, e: ClientError) -> CompanionError {
+        let err = CompanionError::from_client(server, e);
+        if matches!(err, CompanionError::NotLoggedIn) {
+            let _ = self.state.update(|s| s.forget_session(server));
+        }
+        err
+    }
+
     /// The account's receipts on `server`, newest first (needs a session).
     pub async fn receipts(&self, server: &ServerUrl) -> Result<Vec<Receipt>, CompanionError> {
         let (client, s) = self.session_for(server)?;
         client
             .receipts(&s.account, &s.token)
             .await
-            .map_err(CompanionError::from_client)
+            .map_err(|e| CompanionError::from_client(server, e))
+    }
+
+    /// The signed-in account's balances on `server`.
+    pub async fn account_view(
+        &mut self,
+        server: &ServerUrl,
+    ) -> Result<AccountView, CompanionError> {
+        let (client, s) = self.session_for(server)?;
+        match client.account(&s.account, &s.token).await {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.list_error(server, e)),
+        }
+    }
+
+    /// One page of the signed-in account's receipts, newest first; pass the page's
+    /// `next_cursor` to get the next one.
+    pub async fn receipts_page(
+        &mut self,
+        server: &ServerUrl,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<Receipt>, CompanionError> {
+        let (client, s) = self.session_for(server)?;
+        match client
+            .receipts_page(&s.account, &s.token, cursor, limit)
+            .await
+        {
+            Ok(p) => Ok(p),
+            Err(e) => Err(self.list_error(server, e)),
+        }
+    }
+
+    /// The SMS sent to the signed-in account's phone numbers (the stub's outbox),
+    /// newest first.
+    pub async fn sms_inbox(
+        &mut self,
+        server: &ServerUrl,
+    ) -> Result<Vec<SmsMessage>, CompanionError> {
+        let (client, s) = self.session_for(server)?;
+        match client.account_sms(&s.account, &s.token).await {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.list_error(server, e)),
+        }
+    }
+
+    /// Completes a TV phone-number payment with the code from its SMS. The order is
+    /// fetched from the trusted server first: it must still be waiting for payment and
+    /// match what the SMS names.
+    pub async fn confirm_sms_code(
+        &mut self,
+        r: &OrderRef,
+        sms: &SmsCode,
+        to: &PhoneNumber,
+    ) -> Result<Receipt, CompanionError> {
+        let c = self.fetch(r).await?;
+        if !sms.matches(&c.order) {
+            return Err(CompanionError::RecordMismatch(
+                "the SMS names another order",
+            ));
+        }
+        let client = self.client(&c.server)?.clone();
+        let req = PhoneConfirm {
+            phone: to.clone(),
+            code: sms.code.clone(),
+        };
+        match client.confirm_phone_code(&c.order.id, &req).await {
+            Ok(receipt) => {
+                let code = c.order.short_code.clone();
+                self.state
+                    .update(|s| s.mark_paid_code(&c.server, &c.order.id, Some(code)))?;
+                Ok(receipt)
+            }
+            // One request, no retry here: a second try with the same code is safe (the
+            // server replays a used code's payment), so the person can simply tap again.
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "SMS code not answered");
+                Err(CompanionError::OutcomeUnknownSms)
+            }
+            Err(e) => Err(match CompanionError::from_payment_refusal(e) {
+                CompanionError::Server(e) => CompanionError::PaymentRefused {
+                    message: e.to_string(),
+                },
+                other => other,
+            }),
+        }
     }
 
     /// Streams receipts as payments complete (server-sent events, needs a session).
@@ -486,10 +807,10 @@ impl Companion {
         let stream = client
             .account_events(&s.account, &s.token)
             .await
-            .map_err(CompanionError::from_client)?;
+            .map_err(|e| CompanionError::from_client(server, e))?;
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
-            match ev.map_err(CompanionError::from_client)? {
+            match ev.map_err(|e| CompanionError::from_client(server, e))? {
                 AccountEvent::Hello { .. } => {}
                 AccountEvent::Receipt { receipt } => {
                     self.state
@@ -504,6 +825,61 @@ impl Companion {
         }
         Ok(())
     }
+}
+
+/// What an SMS for a TV phone-number payment says: the 6-digit code and the order it
+/// is for, as "item (amount) on TV" (the server's text, see `server-stub/src/phone.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmsCode {
+    pub code: String,
+    pub item: String,
+    pub amount: String,
+    pub tv: String,
+    /// The order's short code as the TV shows it, when the SMS names it.
+    pub short_code: Option<ShortCode>,
+}
+
+impl SmsCode {
+    /// Reads `Couchpay: pay {item} ({amount}) on {tv}? Your code is {code}. …`.
+    pub fn parse(body: &str) -> Option<Self> {
+        let rest = body.trim().strip_prefix("Couchpay: pay ")?;
+        let (what, after) = rest.split_once("? Your code is ")?;
+        let code: String = after.chars().take_while(char::is_ascii_digit).collect();
+        if code.len() != 6 {
+            return None;
+        }
+        let (item_amount, tv) = what.rsplit_once(") on ")?;
+        let (item, amount) = item_amount.rsplit_once(" (")?;
+        // "… Your code is 123456. TV code BCDF-GHJK. …" (servers before it omit it).
+        let short_code = after
+            .split_once(" TV code ")
+            .and_then(|(_, rest)| rest.split('.').next())
+            .and_then(|c| ShortCode::parse(c.trim()).ok());
+        Some(Self {
+            code,
+            item: item.to_owned(),
+            amount: amount.to_owned(),
+            tv: tv.to_owned(),
+            short_code,
+        })
+    }
+
+    /// True if `order` is the one this SMS names.
+    pub fn matches(&self, order: &Order) -> bool {
+        order.item.title == self.item
+            && order.amount.to_string() == self.amount
+            && order.device.name == self.tv
+    }
+
+    /// True if the announcement `r` is the order this SMS names.
+    pub fn matches_record(&self, r: &DiscoveryRecord) -> bool {
+        r.item == self.item && r.amount.to_string() == self.amount && r.tv_name == self.tv
+    }
+}
+
+/// True when the request failed while connecting, so it never reached the server.
+fn is_connect_error(e: &ClientError) -> bool {
+    matches!(e, ClientError::Transport { source, .. } if source.is_connect())
 }
 
 /// A predicate for the decoder: only pay links count as a good decode.

@@ -14,9 +14,10 @@ pub mod frames;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod state;
+pub mod wallet;
 
 pub use companion::{
-    Companion, CompanionError, Confirmation, Credentials, OrderRef, accept_pay_link,
+    Companion, CompanionError, Confirmation, Credentials, OrderRef, SmsCode, accept_pay_link,
 };
 pub use decode::{DecodeReport, Decoder, FRAME_DECODE_BUDGET_MS};
 pub use discovery::{Announcer, Browser, Interfaces, NearbyEvent, NearbyOrder};

@@ -11,8 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use phone_client::decode::picture_from_path;
 use phone_client::discovery::IgnoreFn;
 use phone_client::{
-    Browser, Companion, Confirmation, Credentials, Decoder, FolderSource, FrameSource, Interfaces,
-    NearbyEvent, OrderRef, ScanOptions, StateStore, accept_pay_link, frames,
+    Browser, Companion, CompanionError, Confirmation, Credentials, Decoder, FolderSource,
+    FrameSource, Interfaces, NearbyEvent, OrderRef, ScanOptions, StateStore, accept_pay_link,
+    frames,
 };
 use protocol::{AccountId, PayLink, Pin, Receipt, ServerUrl};
 
@@ -124,7 +125,7 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -132,6 +133,41 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.downcast_ref::<CompanionError>().and_then(cli_hint) {
+                eprintln!("hint: {hint}");
+            }
+            for cause in e.chain().skip(1) {
+                tracing::debug!("caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What to type next, for the errors the CLI's flags can fix (the messages themselves
+/// are shared with the window and name no flags).
+fn cli_hint(e: &CompanionError) -> Option<String> {
+    Some(match e {
+        CompanionError::NoServer => "pass --server URL".into(),
+        CompanionError::UntrustedServer { server, trusted } => {
+            format!("the order names {server}; trusted: {trusted} (add a server with --server)")
+        }
+        CompanionError::DeliveryAddressRequired => "pass --address \"street, city\"".into(),
+        CompanionError::SessionNeeded | CompanionError::NotLoggedIn => {
+            "run `couchpay login --account NAME`, or pass --account and --pin".into()
+        }
+        CompanionError::OutcomeUnknown | CompanionError::NotChargedYet => {
+            "run the same command again: it retries with the same key".into()
+        }
+        _ => return None,
+    })
+}
+
+async fn run(cli: Cli) -> Result<()> {
     let state_path = match &cli.state {
         Some(p) => p.clone(),
         None => StateStore::default_path()?,
@@ -419,8 +455,14 @@ fn print_confirmation(c: &Confirmation) {
 
 fn print_receipt(r: &Receipt) {
     println!(
-        "  receipt {}: {} — {} to {} (TV {}), paid by {}",
-        r.payment_id, r.item.title, r.amount, r.merchant.name, r.device.name, r.payer
+        "  {} receipt {}: {} — {} to {} (TV {}), paid by {}",
+        phone_client::wallet::when(r.paid_at_ms),
+        r.payment_id,
+        r.item.title,
+        r.amount,
+        r.merchant.name,
+        r.device.name,
+        r.payer
     );
 }
 

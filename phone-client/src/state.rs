@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use protocol::{AccountId, IdempotencyKey, OrderId, ServerUrl, Token};
+use protocol::{AccountId, IdempotencyKey, OrderId, ServerUrl, ShortCode, Token};
 use serde::{Deserialize, Serialize};
 
 /// Most paid order ids remembered; the oldest are forgotten first (orders expire long
@@ -65,6 +65,10 @@ pub struct PendingPayment {
 pub struct PaidOrder {
     pub server: ServerUrl,
     pub order: OrderId,
+    /// The order's short code, so a code typed again is recognised as paid here (the
+    /// server retires the codes of paid orders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_code: Option<ShortCode>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,9 +91,21 @@ impl DeviceState {
     }
 
     pub fn mark_paid(&mut self, server: &ServerUrl, order: &OrderId) {
+        self.mark_paid_code(server, order, None);
+    }
+
+    /// Like [`mark_paid`](Self::mark_paid), remembering the order's short code too.
+    pub fn mark_paid_code(&mut self, server: &ServerUrl, order: &OrderId, code: Option<ShortCode>) {
         self.pending
             .retain(|p| !(&p.server == server && &p.order == order));
-        if self.is_paid(server, order) {
+        if let Some(p) = self
+            .paid
+            .iter_mut()
+            .find(|p| &p.server == server && &p.order == order)
+        {
+            if p.short_code.is_none() {
+                p.short_code = code;
+            }
             return;
         }
         if self.paid.len() >= MAX_REMEMBERED_PAID_ORDERS {
@@ -98,7 +114,16 @@ impl DeviceState {
         self.paid.push_back(PaidOrder {
             server: server.clone(),
             order: order.clone(),
+            short_code: code,
         });
+    }
+
+    /// The order paid here whose short code was `code`, if any (newest first).
+    pub fn paid_with_code(&self, code: &ShortCode) -> Option<&PaidOrder> {
+        self.paid
+            .iter()
+            .rev()
+            .find(|p| p.short_code.as_ref() == Some(code))
     }
 
     pub fn pending(

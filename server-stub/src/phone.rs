@@ -113,8 +113,9 @@ async fn start(
         (
             PhonePayKind::CodeSent,
             format!(
-                "Couchpay: pay {what}? Your code is {code}. It works for {} minutes. \
-                 Never share it with anyone who calls you.",
+                "Couchpay: pay {what}? Your code is {code}. TV code {}. It works for {} \
+                 minutes. Never share it with anyone who calls you.",
+                row.short_code.display(),
                 CODE_TTL_S / 60
             ),
         )

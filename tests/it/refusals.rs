@@ -22,12 +22,12 @@ async fn unknown_order_and_unknown_code_are_refused() {
     let (phone, _dir) = companion(&server);
     let link = OrderRef::Link(PayLink::new(server.url.clone(), OrderId::random()));
     let err = phone.fetch(&link).await.unwrap_err();
-    assert!(matches!(err, CompanionError::UnknownOrder), "{err}");
+    assert!(matches!(err, CompanionError::UnknownOrder { .. }), "{err}");
     let err = phone
         .fetch(&OrderRef::Code(ShortCode::random()))
         .await
         .unwrap_err();
-    assert!(matches!(err, CompanionError::UnknownOrder), "{err}");
+    assert!(matches!(err, CompanionError::UnknownOrder { .. }), "{err}");
     server.stop().await;
 }
 
@@ -82,7 +82,7 @@ async fn wrong_pin_then_right_pin_pays_once() {
         pin: Pin::parse("9999").unwrap(),
     };
     let err = phone.pay(&c, &wrong, None).await.unwrap_err();
-    assert!(matches!(err, CompanionError::WrongPin), "{err}");
+    assert!(matches!(err, CompanionError::WrongPin { .. }), "{err}");
     let receipt = phone.pay(&c, &alice(), None).await.unwrap();
     assert_eq!(receipt.order_id, order.id);
     server.stop().await;

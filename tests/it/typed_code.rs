@@ -51,10 +51,10 @@ async fn typed_code_pays_and_the_tv_sees_it() {
         matches!(again, Err(CompanionError::AlreadyPaidHere { .. })),
         "{again:?}"
     );
-    // Typing the code again finds nothing: the server retires codes of paid orders.
+    // Typing the code again: the server retired it, and the device knows it paid it.
     let again = phone.fetch(&OrderRef::Code(order.short_code.clone())).await;
     assert!(
-        matches!(again, Err(CompanionError::UnknownOrder)),
+        matches!(again, Err(CompanionError::AlreadyPaidHere { .. })),
         "{again:?}"
     );
     server.stop().await;
