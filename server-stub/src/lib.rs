@@ -131,9 +131,7 @@ pub fn app(state: AppState) -> Router {
         .merge(testclock::router())
         .merge(web::router())
         .fallback(web::not_found)
-        .layer(axum::middleware::from_fn(middleware::log_requests))
-        .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(axum::middleware::from_fn(middleware::head_limits))
+        .layer(axum::middleware::from_fn(middleware::edge))
         .layer(DefaultBodyLimit::max(config::MAX_BODY_BYTES))
         .with_state(state)
 }

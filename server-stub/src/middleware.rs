@@ -1,6 +1,7 @@
 //! Router-wide middleware: request-head limits, JSON bodies for every `/v1` error
 //! (including the rejections that axum's extractors and routing produce on their own),
-//! and one log line per request.
+//! and one log line per request. [`edge`] runs all three as one layer: each layer costs
+//! a boxed future and a service clone per request, on the hot path of every payment.
 
 use std::time::Instant;
 
@@ -23,24 +24,54 @@ pub const MAX_HEADERS: usize = 100;
 /// Most bytes of a non-JSON error body kept as the JSON error's message.
 const MAX_MESSAGE_BYTES: usize = 512;
 
-/// Refuses over-long URIs (414) and over-large header sets (431) with JSON bodies.
-///
-/// The connection layer lets heads up to [`crate::conn::MAX_HEAD_BUF_BYTES`] through so
-/// that these limits, not hyper's bare responses, are what clients meet.
-pub async fn head_limits(req: Request, next: Next) -> Response {
+/// The one router-wide layer. It refuses over-long URIs (414) and over-large header
+/// sets (431) with JSON bodies (the connection layer lets heads up to
+/// [`crate::conn::MAX_HEAD_BUF_BYTES`] through so that these limits, not hyper's bare
+/// responses, are what clients meet); turns every non-JSON `/v1` error into the JSON
+/// error shape; and logs one `info` line per request: method, route (the matched
+/// pattern, so ids, codes and tokens in paths are not logged), status and latency.
+/// Bodies and headers are never logged: they carry PINs and tokens.
+pub async fn edge(req: Request, next: Next) -> Response {
+    if let Some(refused) = refuse_head(&req) {
+        return refused;
+    }
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let path = req.uri().path();
+    let api = path == "/v1" || path.starts_with("/v1/");
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    log(&method, route.as_ref(), resp.status().as_u16(), started);
+    if api { to_json_error(resp).await } else { resp }
+}
+
+fn refuse_head(req: &Request) -> Option<Response> {
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > MAX_URI_BYTES {
-        return ApiError::UriTooLong(MAX_URI_BYTES).into_response();
+        return Some(ApiError::UriTooLong(MAX_URI_BYTES).into_response());
     }
     let headers = req.headers();
+    if headers.len() > MAX_HEADERS {
+        return Some(ApiError::HeadersTooLarge(MAX_HEADER_BYTES, MAX_HEADERS).into_response());
+    }
     let header_bytes: usize = headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
-    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
-        return ApiError::HeadersTooLarge(MAX_HEADER_BYTES, MAX_HEADERS).into_response();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Some(ApiError::HeadersTooLarge(MAX_HEADER_BYTES, MAX_HEADERS).into_response());
     }
-    next.run(req).await
+    None
+}
+
+fn log(method: &axum::http::Method, route: Option<&MatchedPath>, status: u16, started: Instant) {
+    let route = route.map_or("(unmatched)", MatchedPath::as_str);
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, latency_ms = ms, "request");
+    } else {
+        tracing::info!(target: "couchpay::http", %method, %route, status, latency_ms = ms, "request");
+    }
 }
 
 fn is_json(resp: &Response) -> bool {
@@ -75,14 +106,11 @@ fn default_message(status: StatusCode) -> &'static str {
     }
 }
 
-/// Turns every non-JSON error response under `/v1` into the documented
+/// Turns a non-JSON error response (of a `/v1` request) into the documented
 /// `{"error": {"code", "message"}}` shape, keeping its status and headers (`Allow`).
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let api = path == "/v1" || path.starts_with("/v1/");
-    let resp = next.run(req).await;
+async fn to_json_error(resp: Response) -> Response {
     let status = resp.status();
-    if !api || !(status.is_client_error() || status.is_server_error()) || is_json(&resp) {
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&resp) {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -114,24 +142,4 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
             .unwrap_or(HeaderValue::from_static("application/json")),
     );
     Response::from_parts(parts, Body::new(jbody))
-}
-
-/// One `info` line per request: method, route (the matched pattern, so ids, codes and
-/// tokens in paths are not logged), status and latency. Bodies and headers are never
-/// logged: they carry PINs and tokens.
-pub async fn log_requests(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    // A clone of the matched pattern is a reference count, not a copy.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let status = resp.status().as_u16();
-    let route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str);
-    if status >= 500 {
-        tracing::warn!(%method, %route, status, latency_ms = ms, "request");
-    } else {
-        tracing::info!(target: "couchpay::http", %method, %route, status, latency_ms = ms, "request");
-    }
-    resp
 }
