@@ -1,6 +1,7 @@
 //! Payer accounts: balance view, receipts and the account event stream (for the companion),
 //! plus the developer endpoints that create accounts and top them up.
 
+use crate::db::{Connection, OptionalExtension};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
@@ -10,7 +11,6 @@ use protocol::{
     AccountEvent, AccountId, AccountView, AuditReport, CreateAccount, IdempotencyKey, Money,
     OrderId, Page, Receipt, TopUp,
 };
-use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ClientIp};
@@ -88,9 +88,10 @@ async fn receipts(
                      WHERE payer = ?1 AND (paid_at_ms < ?2 OR (paid_at_ms = ?2 AND idem_key < ?3))
                      ORDER BY paid_at_ms DESC, idem_key DESC LIMIT ?4",
                 )?
-                .query_map(rusqlite::params![id.as_str(), ms, key, page.fetch()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
+                .query_map(
+                    crate::db::params![id.as_str(), ms, key, page.fetch()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?
                 .collect::<Result<_, _>>()?;
             let mut items = Vec::with_capacity(rows.len());
             for (order_id, key, funding) in rows {

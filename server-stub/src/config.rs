@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use protocol::ServerUrl;
 
+use crate::db::Database;
 use crate::limits;
-use crate::store::DEFAULT_MAX_BATCH;
+use crate::store::{DEFAULT_MAX_BATCH, DEFAULT_READERS};
 
 /// Default lifetime of an order before it expires.
 pub const DEFAULT_ORDER_TTL_S: u64 = 10 * 60;
@@ -27,14 +28,16 @@ pub struct Config {
         default_value = "127.0.0.1:8080"
     )]
     pub bind: SocketAddr,
-    /// SQLite database file; created and migrated on first start.
+    /// Where the data lives: a SQLite file (created on first start), or a PostgreSQL
+    /// database as a postgres://user:password@host:port/dbname URL. Migrated on start.
     #[arg(
         long,
         global = true,
         env = "COUCHPAY_DATABASE",
-        default_value = "couchpay.db"
+        default_value = "couchpay.db",
+        hide_env_values = true
     )]
-    pub database: PathBuf,
+    pub database: Database,
     /// Folder holding catalog.json and posters/.
     #[arg(long, global = true, env = "COUCHPAY_ASSETS", default_value = "assets")]
     pub assets: PathBuf,
@@ -56,6 +59,9 @@ pub struct Config {
     /// Most writes committed together (group commit). 1 = one transaction per request.
     #[arg(long, global = true, env = "COUCHPAY_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
+    /// Database connections for reads (besides the one writer connection).
+    #[arg(long, global = true, env = "COUCHPAY_POOL_SIZE", default_value_t = DEFAULT_READERS)]
+    pub pool_size: usize,
     /// Do not create the demo accounts on first start.
     #[arg(long, global = true, env = "COUCHPAY_NO_DEMO")]
     pub no_demo: bool,
@@ -83,15 +89,16 @@ pub struct Config {
 
 impl Config {
     /// The defaults, for a database at `database` (tests and tools).
-    pub fn with_database(database: PathBuf) -> Self {
+    pub fn with_database(database: impl Into<Database>) -> Self {
         Self {
             bind: "127.0.0.1:8080".parse().expect("a literal address"),
-            database,
+            database: database.into(),
             assets: PathBuf::from("assets"),
             public_url: None,
             order_ttl_s: DEFAULT_ORDER_TTL_S,
             admin_token: None,
             max_batch: DEFAULT_MAX_BATCH,
+            pool_size: DEFAULT_READERS,
             no_demo: false,
             header_read_timeout_ms: limits::DEFAULT_HEADER_READ_TIMEOUT_MS,
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,

@@ -156,8 +156,8 @@ impl ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::db::Error> for ApiError {
+    fn from(e: crate::db::Error) -> Self {
         Self::Internal(format!("database: {e}"))
     }
 }

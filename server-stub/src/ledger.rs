@@ -13,9 +13,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::db::Value;
+use crate::db::{Connection, OptionalExtension, params};
 use protocol::{AccountId, AuditReport, Currency, CurrencyAudit, Money};
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -228,7 +228,7 @@ pub fn transfer(
     let credited = conn
         .prepare_cached(
             "UPDATE accounts SET balance = balance + ?2
-             WHERE id = ?1 AND currency = ?3 AND (kind = 'system' OR balance <= ?4 - ?2)",
+             WHERE id = ?1 AND currency = ?3 AND (kind = 'system' OR balance <= CAST(?4 AS BIGINT) - CAST(?2 AS BIGINT))",
         )?
         .execute(params![credit, minor, cur, MAX_BALANCE_MINOR])?;
     if credited != 1 {
@@ -246,12 +246,13 @@ pub fn transfer(
             _ => ApiError::UnknownAccount,
         });
     }
-    conn.prepare_cached(
+    Ok(conn.prepare_cached(
         "INSERT INTO transfers (debit, credit, amount, currency, kind, reference, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
     )?
-    .execute(params![debit, credit, minor, cur, kind, reference, now_ms])?;
-    Ok(conn.last_insert_rowid())
+    .query_row(params![debit, credit, minor, cur, kind, reference, now_ms], |r| {
+        r.get(0)
+    })?)
 }
 
 /// Credits `account` from the issuance account of the amount's currency.
@@ -281,12 +282,12 @@ pub fn hold(
             Some(_) => ApiError::InsufficientFunds("not enough available to hold".into()),
         });
     }
-    conn.prepare_cached(
-        "INSERT INTO holds (account, amount, reason, state, created_at_ms)
-         VALUES (?1, ?2, ?3, 'active', ?4)",
-    )?
-    .execute(params![account, minor, reason, now_ms])?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO holds (account, amount, reason, state, created_at_ms)
+         VALUES (?1, ?2, ?3, 'active', ?4) RETURNING id",
+        )?
+        .query_row(params![account, minor, reason, now_ms], |r| r.get(0))?)
 }
 
 /// Ends an active hold, unfreezing its money. `captured` records that the money was
@@ -323,91 +324,90 @@ fn int_of(v: Value) -> Result<i128, String> {
 /// overflow the audit: it is the tool you reach for when something is wrong.
 pub fn audit(conn: &Connection) -> ApiResult<AuditReport> {
     let mut problems = Vec::new();
-    let accounts: u64 = conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
-    let transfers: u64 = conn.query_row("SELECT COUNT(*) FROM transfers", [], |r| r.get(0))?;
+    let accounts: u64 = conn.query_row("SELECT COUNT(*) FROM accounts", (), |r| r.get(0))?;
+    let transfers: u64 = conn.query_row("SELECT COUNT(*) FROM transfers", (), |r| r.get(0))?;
 
     // Replay every transfer: per account the net of credits minus debits, per currency
     // the total topped up.
     let mut replay: HashMap<String, i128> = HashMap::new();
     let mut topups: BTreeMap<String, i128> = BTreeMap::new();
-    let mut stmt =
-        conn.prepare("SELECT id, debit, credit, amount, currency, kind FROM transfers")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let id: i64 = r.get(0)?;
-        let amount = match int_of(r.get(3)?) {
-            Ok(a) if a > 0 => a,
-            Ok(a) => {
-                problems.push(format!("transfer {id}: amount {a} is not positive"));
-                continue;
+    conn.prepare("SELECT id, debit, credit, amount, currency, kind FROM transfers")?
+        .for_each((), |r| {
+            let id: i64 = r.get(0)?;
+            let amount = match int_of(r.get(3)?) {
+                Ok(a) if a > 0 => a,
+                Ok(a) => {
+                    problems.push(format!("transfer {id}: amount {a} is not positive"));
+                    return Ok(());
+                }
+                Err(what) => {
+                    problems.push(format!("transfer {id}: amount is {what}"));
+                    return Ok(());
+                }
+            };
+            *replay.entry(r.get(1)?).or_default() -= amount;
+            *replay.entry(r.get(2)?).or_default() += amount;
+            if r.get::<_, String>(5)? == "topup" {
+                *topups.entry(r.get(4)?).or_default() += amount;
             }
-            Err(what) => {
-                problems.push(format!("transfer {id}: amount is {what}"));
-                continue;
-            }
-        };
-        *replay.entry(r.get(1)?).or_default() -= amount;
-        *replay.entry(r.get(2)?).or_default() += amount;
-        if r.get::<_, String>(5)? == "topup" {
-            *topups.entry(r.get(4)?).or_default() += amount;
-        }
-    }
+            Ok(())
+        })?;
 
     let mut active_holds: HashMap<String, i128> = HashMap::new();
-    let mut stmt = conn.prepare("SELECT account, amount FROM holds WHERE state = 'active'")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let account: String = r.get(0)?;
-        match int_of(r.get(1)?) {
-            Ok(a) => *active_holds.entry(account).or_default() += a,
-            Err(what) => problems.push(format!("a hold of {account} is {what}")),
-        }
-    }
+    conn.prepare("SELECT account, amount FROM holds WHERE state = 'active'")?
+        .for_each((), |r| {
+            let account: String = r.get(0)?;
+            match int_of(r.get(1)?) {
+                Ok(a) => *active_holds.entry(account).or_default() += a,
+                Err(what) => problems.push(format!("a hold of {account} is {what}")),
+            }
+            Ok(())
+        })?;
 
     // Per currency: (sum of all balances, sum of non-system balances).
     let mut per: BTreeMap<String, (i128, i128)> = BTreeMap::new();
-    let mut stmt = conn.prepare("SELECT id, kind, currency, balance, held FROM accounts")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        let kind: String = r.get(1)?;
-        let currency: String = r.get(2)?;
-        let (balance, held) = match (int_of(r.get(3)?), int_of(r.get(4)?)) {
-            (Ok(b), Ok(h)) => (b, h),
-            (Err(what), _) => {
-                problems.push(format!("account {id}: balance is {what}"));
-                continue;
-            }
-            (_, Err(what)) => {
-                problems.push(format!("account {id}: held is {what}"));
-                continue;
-            }
-        };
-        // 1. Each balance equals its replay from the transfers.
-        let expected = replay.get(&id).copied().unwrap_or(0);
-        if balance != expected {
-            problems.push(format!(
-                "account {id}: balance {balance} but transfers add up to {expected}"
-            ));
-        }
-        // 2. No non-system account below zero or below its holds; holds add up.
-        if kind != "system" {
-            if balance < 0 || held < 0 || held > balance {
-                problems.push(format!("account {id}: balance {balance}, held {held}"));
-            }
-            let holds = active_holds.get(&id).copied().unwrap_or(0);
-            if held != holds {
+    conn.prepare("SELECT id, kind, currency, balance, held FROM accounts")?
+        .for_each((), |r| {
+            let id: String = r.get(0)?;
+            let kind: String = r.get(1)?;
+            let currency: String = r.get(2)?;
+            let (balance, held) = match (int_of(r.get(3)?), int_of(r.get(4)?)) {
+                (Ok(b), Ok(h)) => (b, h),
+                (Err(what), _) => {
+                    problems.push(format!("account {id}: balance is {what}"));
+                    return Ok(());
+                }
+                (_, Err(what)) => {
+                    problems.push(format!("account {id}: held is {what}"));
+                    return Ok(());
+                }
+            };
+            // 1. Each balance equals its replay from the transfers.
+            let expected = replay.get(&id).copied().unwrap_or(0);
+            if balance != expected {
                 problems.push(format!(
-                    "account {id}: held {held} but active holds sum to {holds}"
+                    "account {id}: balance {balance} but transfers add up to {expected}"
                 ));
             }
-        }
-        let e = per.entry(currency).or_default();
-        e.0 += balance;
-        if kind != "system" {
-            e.1 += balance;
-        }
-    }
+            // 2. No non-system account below zero or below its holds; holds add up.
+            if kind != "system" {
+                if balance < 0 || held < 0 || held > balance {
+                    problems.push(format!("account {id}: balance {balance}, held {held}"));
+                }
+                let holds = active_holds.get(&id).copied().unwrap_or(0);
+                if held != holds {
+                    problems.push(format!(
+                        "account {id}: held {held} but active holds sum to {holds}"
+                    ));
+                }
+            }
+            let e = per.entry(currency).or_default();
+            e.0 += balance;
+            if kind != "system" {
+                e.1 += balance;
+            }
+            Ok(())
+        })?;
 
     // 3. Per currency: all balances sum to zero and user-side money equals the top-ups.
     let mut currencies = Vec::new();
@@ -438,7 +438,7 @@ pub fn audit(conn: &Connection) -> ApiResult<AuditReport> {
                   WHERE t.reference = o.id AND t.kind = 'payment' AND t.amount = o.amount) = 1)
                 OR (SELECT COUNT(*) FROM transfers t WHERE t.reference = o.id AND t.kind = 'payment') > 1",
         )?
-        .query_map([], |r| r.get(0))?
+        .query_map((), |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in bad_orders {
         problems.push(format!("order {id}: status and payment transfers disagree"));

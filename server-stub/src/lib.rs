@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod db;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -92,8 +93,18 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let catalog = catalog::Store::load(&config.assets.join("catalog.json"))?;
         let hub = Arc::new(Hub::new());
-        let store = Store::open(&config.database, config.max_batch, hub.clone())
-            .with_context(|| format!("opening database {}", config.database.display()))?;
+        let store = {
+            let (database, max_batch, pool_size, hub) = (
+                config.database.clone(),
+                config.max_batch,
+                config.pool_size,
+                hub.clone(),
+            );
+            // Connecting and migrating block (the PostgreSQL client is synchronous).
+            tokio::task::spawn_blocking(move || Store::open(&database, max_batch, pool_size, hub))
+                .await?
+                .with_context(|| format!("opening database {}", config.database))?
+        };
         seed::run(&store, &catalog, !config.no_demo, clock.now_ms()).await?;
         let csrf_key = cookie::Key::from(&store.secret("csrf").await?);
         let stream_slots =

@@ -40,7 +40,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
-        Command::Audit => audit(cli.config),
+        // The PostgreSQL client blocks: not on the runtime's threads.
+        Command::Audit => tokio::task::spawn_blocking(move || audit(cli.config)).await?,
     }
 }
 
@@ -80,11 +81,8 @@ async fn shutdown_signal() {
 }
 
 fn audit(config: Config) -> anyhow::Result<()> {
-    let conn = rusqlite::Connection::open_with_flags(
-        &config.database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .with_context(|| format!("opening {}", config.database.display()))?;
+    let conn = server_stub::store::open_for_audit(&config.database)
+        .with_context(|| format!("opening {}", config.database))?;
     let report = server_stub::ledger::audit(&conn).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     anyhow::ensure!(

@@ -5,6 +5,7 @@
 //! Keys carry 256 random bits and are stored as SHA-256 hashes, like session tokens:
 //! a leaked database reveals no usable key.
 
+use crate::db::{Connection, OptionalExtension, params};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -13,7 +14,6 @@ use protocol::{
     AccountId, AccountView, CreateCard, CreateMerchant, CreateMerchantKey, IdempotencyKey,
     MerchantKey, MerchantPayment, MerchantView, Money, Order, Page, Token,
 };
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::accounts::{MAX_NAME_CHARS, account_view, admin};
 use crate::error::{ApiError, ApiResult};

@@ -1,6 +1,7 @@
 //! Orders: create, read, look up by short code, pay, cancel, expire, and their events
 //! (SPEC P1, P5–P8).
 
+use crate::db::{Connection, OptionalExtension, Row, params};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
@@ -12,7 +13,6 @@ use protocol::{
     Merchant, Money, Order, OrderEvent, OrderId, OrderItem, OrderStatus, PayLink, PayRequest,
     PayerAuth, Receipt, ServerUrl, ShortCode, Token,
 };
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{ApiError, ApiResult};
 use crate::events::Event;
@@ -71,8 +71,12 @@ fn kind_str(k: ItemKind) -> &'static str {
     }
 }
 
-fn bad_row(what: &str) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text)
+fn bad_row(what: &'static str) -> crate::db::Error {
+    crate::db::Error::Conversion {
+        column: 0,
+        expected: what,
+        found: "a value out of its domain".into(),
+    }
 }
 
 pub const ORDER_COLUMNS: &str =
@@ -80,7 +84,7 @@ pub const ORDER_COLUMNS: &str =
     currency, merchant_id, merchant_name, device_id, device_name, tv_token_hash, status,
     created_at_ms, expires_at_ms, paid_at_ms, payer, delivery_address";
 
-pub fn order_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
+pub fn order_from_row(r: &Row<'_>) -> crate::db::Result<OrderRow> {
     let s = |i: usize| r.get::<_, String>(i);
     let kind = match s(4)?.as_str() {
         "video" => ItemKind::Video,
@@ -596,15 +600,24 @@ pub async fn sweep_expired(s: &AppState) -> ApiResult<usize> {
                 ))?
                 .query_map(params![now, SWEEP_BATCH as i64], order_from_row)?
                 .collect::<Result<_, _>>()?;
-            for mut row in rows.iter().cloned() {
-                conn.prepare_cached("UPDATE orders SET status = 'expired' WHERE id = ?1")?
+            let mut expired = 0;
+            for mut row in rows {
+                // Conditional, so that when several nodes sweep the same database (each
+                // waits for the other's row lock, then re-checks) an order expires once.
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE orders SET status = 'expired' WHERE id = ?1 AND status = 'pending'",
+                    )?
                     .execute([row.id.as_str()])?;
-                row.status = OrderStatus::Expired;
-                events.push(Event::Order(OrderEvent::Expired {
-                    order: row.to_order(&server),
-                }));
+                if changed == 1 {
+                    expired += 1;
+                    row.status = OrderStatus::Expired;
+                    events.push(Event::Order(OrderEvent::Expired {
+                        order: row.to_order(&server),
+                    }));
+                }
             }
-            Ok(rows.len())
+            Ok(expired)
         })
         .await
 }

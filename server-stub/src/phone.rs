@@ -2,6 +2,7 @@
 //! number gets an SMS with a 6-digit code whose reply completes the payment, an unbound
 //! number gets an SMS with the pay link.
 
+use crate::db::{OptionalExtension, params};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -10,7 +11,6 @@ use protocol::{
     AccountId, IdempotencyKey, OrderStatus, Page, PhoneConfirm, PhonePayKind, PhonePayRequest,
     PhonePayStarted, Receipt, SmsMessage,
 };
-use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
@@ -80,7 +80,8 @@ async fn start(
             let count: u32 = conn
                 .prepare_cached(
                     "INSERT INTO phone_requests (order_id, count) VALUES (?1, 1)
-                     ON CONFLICT(order_id) DO UPDATE SET count = count + 1 RETURNING count",
+                     ON CONFLICT(order_id) DO UPDATE SET count = phone_requests.count + 1
+                     RETURNING count",
                 )?
                 .query_row([oid.as_str()], |r| r.get(0))?;
             if count > MAX_PHONE_REQUESTS_PER_ORDER {
@@ -92,9 +93,13 @@ async fn start(
                 .optional()?;
             if let Some(account) = &bound {
                 conn.prepare_cached(
-                    "INSERT OR REPLACE INTO phone_challenges
+                    "INSERT INTO phone_challenges
                         (order_id, phone, account, code_hash, expires_at_ms, attempts_left, used)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+                     ON CONFLICT (order_id) DO UPDATE SET phone = excluded.phone,
+                        account = excluded.account, code_hash = excluded.code_hash,
+                        expires_at_ms = excluded.expires_at_ms,
+                        attempts_left = excluded.attempts_left, used = 0",
                 )?
                 .execute(params![
                     oid.as_str(),

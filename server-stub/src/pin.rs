@@ -36,10 +36,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::db::{Connection, OptionalExtension, params};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use protocol::{AccountEvent, AccountId, Pin};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -224,7 +224,8 @@ fn precheck(conn: &Connection, id: &AccountId, src: &str, now_ms: i64) -> ApiRes
     }
     let (source_failures, last): (u32, Option<i64>) = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(window_failures), 0), MAX(last_failure_ms) FROM pin_failures
+            "SELECT CAST(COALESCE(SUM(window_failures), 0) AS BIGINT), MAX(last_failure_ms)
+             FROM pin_failures
              WHERE source = ?1 AND last_failure_ms > ?2",
         )?
         .query_row(params![src, now_ms - ms(SOURCE_WINDOW_S)], |r| {
@@ -288,8 +289,10 @@ fn settle(
         "INSERT INTO pin_failures (account, source, failures, window_failures, last_failure_ms)
          VALUES (?1, ?2, 1, 1, ?3)
          ON CONFLICT (account, source) DO UPDATE
-         SET failures = CASE WHEN failures >= ?4 THEN 1 ELSE failures + 1 END,
-             window_failures = CASE WHEN last_failure_ms > ?5 THEN window_failures + 1 ELSE 1 END,
+         SET failures = CASE WHEN pin_failures.failures >= ?4 THEN 1
+                            ELSE pin_failures.failures + 1 END,
+             window_failures = CASE WHEN pin_failures.last_failure_ms > ?5
+                            THEN pin_failures.window_failures + 1 ELSE 1 END,
              last_failure_ms = excluded.last_failure_ms",
     )?
     .execute(params![

@@ -51,7 +51,7 @@ pub async fn run(
             Ok(())
         })
         .await
-        .map_err(|e| anyhow::anyhow!("creating merchant accounts: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("creating merchant accounts: {e:?}"))?;
     if !demo {
         return Ok(());
     }
@@ -72,13 +72,13 @@ pub async fn run(
     store
         .write(move |conn, _| seed_payers(conn, currency, &hashed, now_ms))
         .await
-        .map_err(|e| anyhow::anyhow!("seeding demo accounts: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("seeding demo accounts: {e:?}"))?;
     tracing::info!("created demo accounts alice, bob, carol (see README)");
     Ok(())
 }
 
 fn seed_payers(
-    conn: &rusqlite::Connection,
+    conn: &crate::db::Connection,
     currency: Currency,
     payers: &[(&str, &str, String, u64, u64)],
     now_ms: i64,
@@ -116,7 +116,7 @@ fn seed_payers(
         conn.prepare_cached(
             "INSERT INTO phone_bindings (phone, account, delivery_address) VALUES (?1, ?2, ?3)",
         )?
-        .execute(rusqlite::params![phone, account, address])?;
+        .execute(crate::db::params![phone, account, address])?;
     }
     Ok(())
 }

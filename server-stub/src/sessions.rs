@@ -1,12 +1,12 @@
 //! Sessions: account + PIN → a short-lived bearer token, so companions (and the load
 //! generator) do not pay the argon2 cost on every payment. Only token hashes are stored.
 
+use crate::db::{Connection, OptionalExtension, params};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use protocol::{AccountId, LoginRequest, Session, Token};
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::config::SESSION_TTL_S;

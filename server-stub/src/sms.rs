@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::db::params;
 use protocol::{Page, PhoneNumber, SmsMessage};
-use rusqlite::params;
 
 use crate::error::{ApiError, ApiResult};
 use crate::paging::PageParams;
@@ -54,7 +54,7 @@ pub enum Outbox {
 
 /// One page of an outbox, newest first.
 pub fn outbox(
-    conn: &rusqlite::Connection,
+    conn: &crate::db::Connection,
     whose: &Outbox,
     page: &PageParams,
 ) -> ApiResult<Page<SmsMessage>> {

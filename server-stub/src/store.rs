@@ -1,5 +1,6 @@
-//! Storage: one SQLite file in WAL mode with a single writer thread that commits in
-//! groups, and a small pool of reader connections.
+//! Storage: a single writer thread that commits in groups, and a small pool of reader
+//! connections, over SQLite (one file in WAL mode, the embedded default) or PostgreSQL.
+//! The domain modules run their SQL through [`crate::db`] and do not know which.
 //!
 //! SQLite allows one writer at a time, and a durable commit costs an fsync. The writer
 //! thread takes every write job that is waiting (up to `max_batch`), runs each inside its
@@ -7,14 +8,20 @@
 //! `synchronous=FULL`, and only then answers the callers and publishes their events.
 //! So an acknowledged write has reached the disk, and one fsync is shared by many.
 //! `max_batch = 1` is the naive one-transaction-per-request baseline.
+//!
+//! PostgreSQL gets the same treatment: one writer connection per server process runs
+//! the batch in one transaction (`synchronous_commit = on`), so a commit's WAL flush is
+//! shared by many requests, which is where PostgreSQL's throughput comes from.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use anyhow::Context;
+use rusqlite::OpenFlags;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::db::{Backend, Connection, Database, params};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, Hub};
 
@@ -22,16 +29,29 @@ use crate::events::{Event, Hub};
 pub const WRITE_QUEUE_LEN: usize = 8_192;
 /// Default number of write jobs committed together.
 pub const DEFAULT_MAX_BATCH: usize = 512;
-/// Reader connections.
-pub const READERS: usize = 4;
+/// Default number of reader connections.
+pub const DEFAULT_READERS: usize = 4;
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
-const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/0001_init.sql"),
-    include_str!("../migrations/0002_phone.sql"),
-    include_str!("../migrations/0003_hardening.sql"),
+/// The schema's versions, the same numbering for both engines: `(sqlite, postgres)`.
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        include_str!("../migrations/sqlite/0002_phone.sql"),
+        include_str!("../migrations/postgres/0002_phone.sql"),
+    ),
+    (
+        include_str!("../migrations/sqlite/0003_hardening.sql"),
+        include_str!("../migrations/postgres/0003_hardening.sql"),
+    ),
 ];
+
+/// Advisory lock that keeps nodes starting together from migrating at the same time.
+const MIGRATION_LOCK: i64 = 0x636f_7563_6870_6179; // "couchpay"
 
 /// A write job: runs against the open transaction, pushes events to publish after the
 /// commit, and returns a completion that answers the caller once the commit is known.
@@ -43,7 +63,7 @@ type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 pub struct Store {
     writer: mpsc::Sender<Job>,
     readers: Arc<ReaderPool>,
-    path: PathBuf,
+    database: Database,
 }
 
 #[derive(Debug)]
@@ -52,8 +72,8 @@ struct ReaderPool {
     permits: Semaphore,
 }
 
-fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags)?;
+fn open_sqlite(path: &Path, flags: OpenFlags) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
     // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an
     // acknowledged payment survives power loss, not only a process kill.
@@ -64,9 +84,9 @@ fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
 }
 
 /// Applies the migrations not yet applied (tracked in `PRAGMA user_version`).
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+fn migrate_sqlite(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (i, (sql, _)) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i + 1)?;
@@ -75,19 +95,85 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-impl Store {
-    /// Opens (creating and migrating if needed) the database at `path` and starts the
-    /// writer thread, which publishes committed events to `hub`.
-    pub fn open(path: &Path, max_batch: usize, hub: Arc<Hub>) -> anyhow::Result<Self> {
-        let mut writer = open(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+/// Applies the migrations not yet applied (tracked in `couchpay_schema`), all in one
+/// transaction under an advisory lock, so that nodes starting together migrate once.
+fn migrate_postgres(conn: &Connection) -> crate::db::Result<()> {
+    conn.execute_batch("BEGIN")?;
+    let applied = (|| {
+        conn.query_row("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK], |_| {
+            Ok(())
+        })?;
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS couchpay_schema (version BIGINT NOT NULL)")?;
+        let version: usize = conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM couchpay_schema",
+            (),
+            |r| r.get(0),
         )?;
-        migrate(&mut writer)?;
-        let mut conns = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            conns.push(open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?);
+        for (i, (_, sql)) in MIGRATIONS.iter().enumerate().skip(version) {
+            conn.execute_batch(sql)?;
+            conn.execute("INSERT INTO couchpay_schema (version) VALUES (?1)", [i + 1])?;
         }
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Opens `database` (creating and migrating it if needed): the writer connection and
+/// `readers` reader connections.
+fn connect(database: &Database, readers: usize) -> anyhow::Result<(Connection, Vec<Connection>)> {
+    let readers = readers.max(1);
+    match database {
+        Database::Sqlite(path) => {
+            let mut writer = open_sqlite(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            )?;
+            migrate_sqlite(&mut writer)?;
+            let conns = (0..readers)
+                .map(|_| {
+                    open_sqlite(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map(Connection::sqlite)
+                })
+                .collect::<rusqlite::Result<_>>()?;
+            Ok((Connection::sqlite(writer), conns))
+        }
+        Database::Postgres(url) => {
+            let writer = Connection::postgres(url).context("connecting to PostgreSQL")?;
+            migrate_postgres(&writer).context("migrating the PostgreSQL schema")?;
+            let conns = (0..readers)
+                .map(|_| Connection::postgres(url))
+                .collect::<crate::db::Result<_>>()?;
+            Ok((writer, conns))
+        }
+    }
+}
+
+/// A connection for a one-off job (the `audit` command): read-only for SQLite.
+pub fn open_for_audit(database: &Database) -> anyhow::Result<Connection> {
+    Ok(match database {
+        Database::Sqlite(path) => {
+            Connection::sqlite(open_sqlite(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?)
+        }
+        Database::Postgres(url) => Connection::postgres(url)?,
+    })
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) `database` with `readers` reader
+    /// connections and starts the writer thread, which publishes committed events to `hub`.
+    pub fn open(
+        database: &Database,
+        max_batch: usize,
+        readers: usize,
+        hub: Arc<Hub>,
+    ) -> anyhow::Result<Self> {
+        let (writer, conns) = connect(database, readers)?;
+        let permits = conns.len();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_LEN);
         let max_batch = max_batch.max(1);
         std::thread::Builder::new()
@@ -97,14 +183,14 @@ impl Store {
             writer: tx,
             readers: Arc::new(ReaderPool {
                 conns: Mutex::new(conns),
-                permits: Semaphore::new(READERS),
+                permits: Semaphore::new(permits),
             }),
-            path: path.to_owned(),
+            database: database.clone(),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
     /// Runs `f` in the writer's transaction. Its changes (and the events it pushes) are
@@ -146,7 +232,7 @@ impl Store {
                     "INSERT INTO server_secrets (name, value) VALUES (?1, ?2)
                      ON CONFLICT (name) DO NOTHING",
                 )?
-                .execute(rusqlite::params![name, fresh])?;
+                .execute(params![name, fresh])?;
                 Ok(conn
                     .prepare_cached("SELECT value FROM server_secrets WHERE name = ?1")?
                     .query_row([name], |r| r.get::<_, Vec<u8>>(0))?)
@@ -178,7 +264,10 @@ impl Store {
                 .map_err(ApiError::internal)?
                 .pop()
                 .ok_or_else(|| ApiError::internal("reader pool empty"))?;
-            let result = f(&conn);
+            let result = conn
+                .reconnect_if_closed()
+                .map_err(ApiError::from)
+                .and_then(|()| f(&conn));
             pool.conns.lock().map_err(ApiError::internal)?.push(conn);
             result
         })
@@ -215,7 +304,13 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, 
                 Err(_) => break,
             }
         }
-        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        let begin = match conn.backend() {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        let begun = conn
+            .reconnect_if_closed()
+            .and_then(|()| conn.execute_batch(begin));
         if let Err(e) = begun {
             // Dropping a job drops its reply channel: its caller sees `unavailable`.
             tracing::error!(error = %e, "cannot begin a write transaction");

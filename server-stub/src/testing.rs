@@ -13,6 +13,37 @@ use crate::{Config, ManualClock, RunningServer, serve};
 /// Admin token of test servers.
 pub const TEST_ADMIN_TOKEN: &str = "test-admin-token";
 
+/// When set, to a `postgres://` URL of a database the tests may create schemas in, every
+/// test server runs on PostgreSQL (a fresh schema each) instead of a fresh SQLite file.
+/// Set but unreachable is a failure, not a skip.
+pub const TEST_POSTGRES_ENV: &str = "COUCHPAY_TEST_POSTGRES";
+
+/// The database of a new test server: a fresh SQLite file in `dir`, or, when
+/// [`TEST_POSTGRES_ENV`] is set, a fresh schema on that PostgreSQL server.
+pub fn fresh_database(dir: &std::path::Path) -> crate::db::Database {
+    match std::env::var(TEST_POSTGRES_ENV) {
+        Ok(url) if !url.is_empty() => crate::db::Database::Postgres(fresh_postgres_schema(&url)),
+        _ => crate::db::Database::Sqlite(dir.join("couchpay.db")),
+    }
+}
+
+/// Creates an empty schema on the PostgreSQL server at `url` and returns a URL whose
+/// connections use it (through the `search_path` option).
+pub fn fresh_postgres_schema(url: &str) -> String {
+    let schema: String = protocol::random_bytes::<8>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let schema = format!("t_{schema}");
+    let conn = crate::db::Connection::postgres(url).unwrap_or_else(|e| {
+        panic!("{TEST_POSTGRES_ENV} is set, but PostgreSQL cannot be reached there: {e}")
+    });
+    conn.execute_batch(&format!("CREATE SCHEMA {schema}"))
+        .expect("create a test schema");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
 /// The workspace's `assets/` folder.
 pub fn assets_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets"))
@@ -36,11 +67,16 @@ impl TestServer {
     /// Like [`start`](Self::start), after `tweak` adjusts the configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        // The PostgreSQL client blocks: not on the runtime's threads.
+        let database = tokio::task::spawn_blocking(move || fresh_database(&path))
+            .await
+            .expect("test database");
         let mut config = Config {
             bind: "127.0.0.1:0".parse().expect("loopback address"),
             assets: assets_dir(),
             admin_token: Some(TEST_ADMIN_TOKEN.into()),
-            ..Config::with_database(dir.path().join("couchpay.db"))
+            ..Config::with_database(database)
         };
         tweak(&mut config);
         let clock = Arc::new(ManualClock::new());

@@ -1,20 +1,23 @@
 //! An acknowledged payment survives `kill -9` of the server process: the real binary is
-//! started on a fresh database, paid through, killed with SIGKILL, and the database is
-//! then checked directly.
+//! started on a fresh database (SQLite, or PostgreSQL when the tests run on it), paid
+//! through, killed with SIGKILL, and the database is then checked directly.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protocol::client::Client;
 use protocol::{OrderStatus, ServerUrl};
-use rusqlite::Connection;
+use server_stub::db::{OptionalExtension, params};
 
 use crate::*;
 
 #[tokio::test]
 async fn acknowledged_payment_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("couchpay.db");
+    let path = dir.path().to_owned();
+    let db = tokio::task::spawn_blocking(move || server_stub::testing::fresh_database(&path))
+        .await
+        .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -23,7 +26,7 @@ async fn acknowledged_payment_survives_kill_9() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_couchpay-server"))
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .arg("--database")
-        .arg(&db)
+        .arg(db.as_arg())
         .arg("--assets")
         .arg(server_stub::testing::assets_dir())
         .env("RUST_LOG", "warn")
@@ -46,19 +49,24 @@ async fn acknowledged_payment_survives_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let conn = Connection::open(&db).unwrap();
-    let payer: String = conn
-        .query_row(
-            "SELECT payer FROM payments WHERE order_id = ?1",
-            [o.id.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(payer, receipt.payer.as_str());
-    let audit = server_stub::ledger::audit(&conn).unwrap();
+    let order_id = o.id.clone();
+    let (payer, audit, row) = tokio::task::spawn_blocking(move || {
+        let conn = server_stub::store::open_for_audit(&db).unwrap();
+        let payer: Option<String> = conn
+            .query_row(
+                "SELECT payer FROM payments WHERE order_id = ?1",
+                params![order_id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap();
+        let audit = server_stub::ledger::audit(&conn).unwrap();
+        let row = server_stub::orders::load_order(&conn, &order_id).unwrap();
+        (payer, audit, row)
+    })
+    .await
+    .unwrap();
+    assert_eq!(payer.as_deref(), Some(receipt.payer.as_str()));
     assert!(audit.ok, "{:?}", audit.problems);
-    let row = server_stub::orders::load_order(&conn, &o.id)
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.status, OrderStatus::Paid);
+    assert_eq!(row.unwrap().status, OrderStatus::Paid);
 }

@@ -120,7 +120,7 @@ async fn money_overflow_is_refused_and_the_audit_cannot_overflow() {
         .store
         .write(move |conn, _| {
             let balance: i64 =
-                conn.query_row("SELECT balance FROM accounts WHERE id = 'bob'", [], |r| {
+                conn.query_row("SELECT balance FROM accounts WHERE id = 'bob'", (), |r| {
                     r.get(0)
                 })?;
             let room = server_stub::ledger::MAX_BALANCE_MINOR - balance;
@@ -136,13 +136,22 @@ async fn money_overflow_is_refused_and_the_audit_cannot_overflow() {
     let report = c.audit().await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
 
-    // A damaged database (a balance stored as a float, as the old code could leave it)
-    // gets a report naming the problem, not an error.
+    // A damaged database (on SQLite a balance stored as a float, as the old code could
+    // leave it; PostgreSQL's typed column cannot hold one, so a balance off by one) gets
+    // a report naming the problem, not an error.
     srv.server
         .state
         .store
         .write(|conn, _| {
-            conn.execute("UPDATE accounts SET balance = 1e19 WHERE id = 'carol'", [])?;
+            let damage = match conn.backend() {
+                server_stub::db::Backend::Sqlite => {
+                    "UPDATE accounts SET balance = 1e19 WHERE id = 'carol'"
+                }
+                server_stub::db::Backend::Postgres => {
+                    "UPDATE accounts SET balance = balance + 1 WHERE id = 'carol'"
+                }
+            };
+            conn.execute(damage, ())?;
             Ok(())
         })
         .await
@@ -234,10 +243,15 @@ async fn every_v1_error_has_a_json_body_with_the_right_status() {
 /// ("unexpected argument"): global flags must work after the subcommand.
 #[tokio::test]
 async fn readme_audit_command_works_with_flags_after_the_subcommand() {
+    // A database of this test's own, so that it outlives the server.
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("audit.db");
-    let db2 = db.clone();
-    let srv = TestServer::start_with(move |c| c.database = db2).await;
+    let path = dir.path().to_owned();
+    let database = tokio::task::spawn_blocking(move || server_stub::testing::fresh_database(&path))
+        .await
+        .unwrap();
+    let db = database.as_arg();
+    let db = db.to_str().unwrap();
+    let srv = TestServer::start_with(move |c| c.database = database).await;
     let o = order(&srv.client(), "film-night-train").await.order;
     srv.client()
         .pay(&o.id, &key(), &pay_req("alice", pin("1234")))
@@ -245,8 +259,8 @@ async fn readme_audit_command_works_with_flags_after_the_subcommand() {
         .unwrap();
     srv.stop().await;
     for args in [
-        vec!["audit", "--database", db.to_str().unwrap()],
-        vec!["--database", db.to_str().unwrap(), "audit"],
+        vec!["audit", "--database", db],
+        vec!["--database", db, "audit"],
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_couchpay-server"))
             .args(&args)
@@ -731,7 +745,7 @@ async fn merchants_read_their_own_balance_and_payments_with_api_keys() {
         .read(|conn| {
             Ok(conn
                 .prepare("SELECT key_hash FROM merchant_keys")?
-                .query_map([], |r| r.get(0))?
+                .query_map((), |r| r.get(0))?
                 .collect::<Result<_, _>>()?)
         })
         .await
