@@ -3,6 +3,8 @@
 //! naive baseline (one transaction per request) and group commit, in one run.
 //!
 //! `cargo bench -p server-stub --bench pay_load -- [N] [C]` (defaults 20000 and 64).
+//! With `COUCHPAY_BENCH_POSTGRES` set to a `postgres://` URL (see
+//! `tools/pg-test-cluster.sh`), the same run adds group commit on PostgreSQL.
 //! Payers authenticate with session tokens, so argon2 is not part of the figure; the
 //! argon2 cost of one PIN check is measured separately at the end.
 
@@ -39,8 +41,22 @@ struct Outcome {
     audit_problems: usize,
 }
 
-async fn run(label: &str, max_batch: usize, n: usize, c: usize) -> Outcome {
-    let srv = TestServer::start_with(|cfg| cfg.max_batch = max_batch).await;
+async fn run(label: &str, max_batch: usize, n: usize, c: usize, pg: Option<&str>) -> Outcome {
+    let schema = match pg {
+        Some(url) => {
+            let url = url.to_owned();
+            let fresh = move || server_stub::testing::fresh_postgres_schema(&url);
+            Some(tokio::task::spawn_blocking(fresh).await.unwrap())
+        }
+        None => None,
+    };
+    let srv = TestServer::start_with(move |cfg| {
+        cfg.max_batch = max_batch;
+        if let Some(url) = schema {
+            cfg.database = server_stub::db::Database::Postgres(url);
+        }
+    })
+    .await;
     let client = Client::new(srv.url.clone());
     let eur = Currency::parse("EUR").unwrap();
     let per_payer = n.div_ceil(c) as u64;
@@ -195,21 +211,27 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let naive_n = (n / 5).max(c);
-        let results = vec![
-            run("naive (1 tx/request)", 1, naive_n, c).await,
-            run("group commit", server_stub::store::DEFAULT_MAX_BATCH, n, c).await,
+        let batch = server_stub::store::DEFAULT_MAX_BATCH;
+        let mut results = vec![
+            run("SQLite naive (1 tx/req)", 1, naive_n, c, None).await,
+            run("SQLite group commit", batch, n, c, None).await,
         ];
+        let pg = std::env::var("COUCHPAY_BENCH_POSTGRES").ok();
+        if let Some(url) = pg.as_deref() {
+            results.push(run("PostgreSQL group commit", batch, n, c, Some(url)).await);
+        }
         println!();
         println!(
-            "Couchpay pay load: {c} concurrent clients, loopback HTTP, SQLite WAL synchronous=FULL"
+            "Couchpay pay load: {c} concurrent clients, loopback HTTP; SQLite WAL synchronous=FULL, \
+             PostgreSQL synchronous_commit=on fsync=on"
         );
         println!(
-            "{:<22} {:>8} {:>12} {:>9} {:>9} {:>14} {:>9}",
+            "{:<26} {:>8} {:>12} {:>9} {:>9} {:>14} {:>9}",
             "mode", "payments", "payments/s", "p50 ms", "p99 ms", "pay→SSE p99 ms", "audit"
         );
         for r in &results {
             println!(
-                "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>14.2} {:>9}",
+                "{:<26} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>14.2} {:>9}",
                 r.label,
                 r.n,
                 r.n as f64 / r.secs,
