@@ -43,11 +43,7 @@ struct Outcome {
 
 async fn run(label: &str, max_batch: usize, n: usize, c: usize, pg: Option<&str>) -> Outcome {
     let schema = match pg {
-        Some(url) => {
-            let url = url.to_owned();
-            let fresh = move || server_stub::testing::fresh_postgres_schema(&url);
-            Some(tokio::task::spawn_blocking(fresh).await.unwrap())
-        }
+        Some(url) => Some(server_stub::testing::fresh_postgres_schema(url.to_owned()).await),
         None => None,
     };
     let srv = TestServer::start_with(move |cfg| {

@@ -20,16 +20,25 @@ pub const TEST_POSTGRES_ENV: &str = "COUCHPAY_TEST_POSTGRES";
 
 /// The database of a new test server: a fresh SQLite file in `dir`, or, when
 /// [`TEST_POSTGRES_ENV`] is set, a fresh schema on that PostgreSQL server.
-pub fn fresh_database(dir: &std::path::Path) -> crate::db::Database {
+pub async fn fresh_database(dir: &std::path::Path) -> crate::db::Database {
     match std::env::var(TEST_POSTGRES_ENV) {
-        Ok(url) if !url.is_empty() => crate::db::Database::Postgres(fresh_postgres_schema(&url)),
+        Ok(url) if !url.is_empty() => {
+            crate::db::Database::Postgres(fresh_postgres_schema(url).await)
+        }
         _ => crate::db::Database::Sqlite(dir.join("couchpay.db")),
     }
 }
 
 /// Creates an empty schema on the PostgreSQL server at `url` and returns a URL whose
 /// connections use it (through the `search_path` option).
-pub fn fresh_postgres_schema(url: &str) -> String {
+pub async fn fresh_postgres_schema(url: String) -> String {
+    // The PostgreSQL client blocks: not on the runtime's threads.
+    tokio::task::spawn_blocking(move || create_postgres_schema(&url))
+        .await
+        .expect("create a test schema")
+}
+
+fn create_postgres_schema(url: &str) -> String {
     let schema: String = protocol::random_bytes::<8>()
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -67,11 +76,7 @@ impl TestServer {
     /// Like [`start`](Self::start), after `tweak` adjusts the configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().to_owned();
-        // The PostgreSQL client blocks: not on the runtime's threads.
-        let database = tokio::task::spawn_blocking(move || fresh_database(&path))
-            .await
-            .expect("test database");
+        let database = fresh_database(dir.path()).await;
         let mut config = Config {
             bind: "127.0.0.1:0".parse().expect("loopback address"),
             assets: assets_dir(),

@@ -14,10 +14,7 @@ use crate::*;
 #[tokio::test]
 async fn acknowledged_payment_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_owned();
-    let db = tokio::task::spawn_blocking(move || server_stub::testing::fresh_database(&path))
-        .await
-        .unwrap();
+    let db = server_stub::testing::fresh_database(dir.path()).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -245,10 +245,7 @@ async fn every_v1_error_has_a_json_body_with_the_right_status() {
 async fn readme_audit_command_works_with_flags_after_the_subcommand() {
     // A database of this test's own, so that it outlives the server.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_owned();
-    let database = tokio::task::spawn_blocking(move || server_stub::testing::fresh_database(&path))
-        .await
-        .unwrap();
+    let database = server_stub::testing::fresh_database(dir.path()).await;
     let db = database.as_arg();
     let db = db.to_str().unwrap();
     let srv = TestServer::start_with(move |c| c.database = database).await;
