@@ -4,7 +4,9 @@
 //!
 //! `cargo bench -p server-stub --bench pay_load -- [N] [C]` (defaults 20000 and 64).
 //! With `COUCHPAY_BENCH_POSTGRES` set to a `postgres://` URL (see
-//! `tools/pg-test-cluster.sh`), the same run adds group commit on PostgreSQL.
+//! `tools/pg-test-cluster.sh`), the same run adds group commit on PostgreSQL with one
+//! node and with two nodes on the same database; with two, each client pays through one
+//! node while its TV follows the order on the other, so pay→event crosses nodes.
 //! Payers authenticate with session tokens, so argon2 is not part of the figure; the
 //! argon2 cost of one PIN check is measured separately at the end.
 
@@ -39,21 +41,28 @@ struct Outcome {
     event_lat: Vec<Duration>,
     audit_ok: bool,
     audit_problems: usize,
+    sampled: usize,
 }
 
-async fn run(label: &str, max_batch: usize, n: usize, c: usize, pg: Option<&str>) -> Outcome {
-    let schema = match pg {
-        Some(url) => Some(server_stub::testing::fresh_postgres_schema(url.to_owned()).await),
-        None => None,
-    };
-    let srv = TestServer::start_with(move |cfg| {
-        cfg.max_batch = max_batch;
-        if let Some(url) = schema {
-            cfg.database = server_stub::db::Database::Postgres(url);
+async fn run(
+    label: &str,
+    max_batch: usize,
+    n: usize,
+    c: usize,
+    pg: Option<(&str, usize)>,
+) -> Outcome {
+    let nodes = match pg {
+        Some((url, nodes)) => {
+            TestServer::start_nodes_on(url.to_owned(), nodes, |cfg| cfg.max_batch = max_batch).await
         }
-    })
-    .await;
-    let client = Client::new(srv.url.clone());
+        None => vec![TestServer::start_with(move |cfg| cfg.max_batch = max_batch).await],
+    };
+    let srv = &nodes[0];
+    let clients: Vec<Client> = nodes.iter().map(|n| Client::new(n.url.clone())).collect();
+    let client = clients[0].clone();
+    // Client `w` pays through node `pay_node(w)`; its TVs live on the next node.
+    let pay_node = |w: usize| w % clients.len();
+    let tv_node = |w: usize| (w + 1) % clients.len();
     let eur = Currency::parse("EUR").unwrap();
     let per_payer = n.div_ceil(c) as u64;
 
@@ -96,7 +105,7 @@ async fn run(label: &str, max_batch: usize, n: usize, c: usize, pg: Option<&str>
     let item = ItemId::parse("film-night-train").unwrap();
     let mut creators = Vec::new();
     for w in 0..c {
-        let client = client.clone();
+        let client = clients[tv_node(w)].clone();
         let item = item.clone();
         let count = n / c + usize::from(w < n % c);
         creators.push(tokio::spawn(async move {
@@ -117,17 +126,23 @@ async fn run(label: &str, max_batch: usize, n: usize, c: usize, pg: Option<&str>
         slices.push(t.await.unwrap());
     }
 
-    // TV subscribers on a sample of orders.
+    // TV subscribers on a sample of orders, each on its TV's node.
     let sent: Arc<Mutex<HashMap<OrderId, Instant>>> = Arc::default();
     let mut watchers = Vec::new();
-    let all: Vec<&OrderId> = slices.iter().flatten().collect();
-    let step = (all.len() / SSE_SAMPLE).max(1);
-    for id in all.iter().step_by(step).take(SSE_SAMPLE) {
-        let mut events = Box::pin(client.order_events(id).await.unwrap());
+    let per_client = SSE_SAMPLE.div_ceil(c);
+    let sampled = slices.iter().enumerate().flat_map(|(w, ids)| {
+        let step = (ids.len() / per_client).max(1);
+        ids.iter()
+            .step_by(step)
+            .take(per_client)
+            .map(move |id| (w, id))
+    });
+    for (w, id) in sampled.take(SSE_SAMPLE) {
+        let mut events = Box::pin(clients[tv_node(w)].order_events(id).await.unwrap());
         let first = events.next().await.unwrap().unwrap();
         assert!(matches!(first, OrderEvent::Snapshot { .. }));
         let sent = sent.clone();
-        let id = (*id).clone();
+        let id = id.clone();
         watchers.push(tokio::spawn(async move {
             while let Some(Ok(ev)) = events.next().await {
                 if let OrderEvent::Paid { .. } = ev {
@@ -139,12 +154,13 @@ async fn run(label: &str, max_batch: usize, n: usize, c: usize, pg: Option<&str>
             None
         }));
     }
+    let sampled = watchers.len();
 
     // The measured phase.
     let start = Instant::now();
     let mut payers = Vec::new();
-    for (ids, s) in slices.into_iter().zip(sessions) {
-        let client = client.clone();
+    for (w, (ids, s)) in slices.into_iter().zip(sessions).enumerate() {
+        let client = clients[pay_node(w)].clone();
         let sent = sent.clone();
         payers.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(ids.len());
@@ -182,7 +198,9 @@ async fn run(label: &str, max_batch: usize, n: usize, c: usize, pg: Option<&str>
     lat.sort();
     event_lat.sort();
     let audit = client.audit().await.unwrap();
-    srv.stop().await;
+    for node in nodes {
+        node.stop().await;
+    }
     Outcome {
         label: label.into(),
         n,
@@ -191,6 +209,7 @@ async fn run(label: &str, max_batch: usize, n: usize, c: usize, pg: Option<&str>
         event_lat,
         audit_ok: audit.ok,
         audit_problems: audit.problems.len(),
+        sampled,
     }
 }
 
@@ -214,7 +233,8 @@ fn main() {
         ];
         let pg = std::env::var("COUCHPAY_BENCH_POSTGRES").ok();
         if let Some(url) = pg.as_deref() {
-            results.push(run("PostgreSQL group commit", batch, n, c, Some(url)).await);
+            results.push(run("PostgreSQL 1 node", batch, n, c, Some((url, 1))).await);
+            results.push(run("PostgreSQL 2 nodes (sum)", batch, n, c, Some((url, 2))).await);
         }
         println!();
         println!(
@@ -240,11 +260,7 @@ fn main() {
                     format!("{} problems", r.audit_problems)
                 },
             );
-            assert_eq!(
-                r.event_lat.len(),
-                SSE_SAMPLE.min(r.n),
-                "every sampled TV saw its payment"
-            );
+            assert_eq!(r.event_lat.len(), r.sampled, "every sampled TV saw its payment");
         }
         let ratio =
             (results[1].n as f64 / results[1].secs) / (results[0].n as f64 / results[0].secs);

@@ -589,6 +589,23 @@ impl Connection {
         Ok(())
     }
 
+    /// PostgreSQL: waits up to `timeout` for notifications on the channels this
+    /// connection `LISTEN`s on and returns how many arrived (0 after the timeout).
+    /// SQLite has none: it sleeps for `timeout`.
+    pub fn wait_for_notifications(&self, timeout: std::time::Duration) -> Result<usize> {
+        use fallible_iterator::FallibleIterator;
+        let ConnInner::Postgres(pg) = &self.0 else {
+            std::thread::sleep(timeout);
+            return Ok(0);
+        };
+        let mut client = pg.client();
+        let mut notifications = client.notifications();
+        let mut count = usize::from(notifications.timeout_iter(timeout).next()?.is_some());
+        // Take the rest that arrived together without waiting again.
+        count += notifications.iter().count()?;
+        Ok(count)
+    }
+
     /// The statement for `sql`, prepared once per connection.
     pub fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
         Ok(Statement(match &self.0 {

@@ -50,6 +50,11 @@ pub enum ApiError {
     TooManyAttempts,
     #[error("the server is busy or shutting down, try again")]
     Unavailable,
+    /// A conflict with a concurrent transaction of another node (deadlock, serialization
+    /// failure). The writer runs its batch again; a caller sees this only when the
+    /// retries ran out.
+    #[error("the server is busy, try again")]
+    Conflict(String),
     #[error("internal error")]
     Internal(String),
     #[error("{0}")]
@@ -95,7 +100,7 @@ impl ApiError {
             Self::WrongCode { .. } => ErrorCode::WrongCode,
             Self::CodeExpired(_) => ErrorCode::CodeExpired,
             Self::TooManyAttempts => ErrorCode::TooManyAttempts,
-            Self::Unavailable => ErrorCode::Unavailable,
+            Self::Unavailable | Self::Conflict(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
@@ -124,7 +129,7 @@ impl ApiError {
             Self::InsufficientFunds(_) => StatusCode::PAYMENT_REQUIRED,
             Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Conflict(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound(_) | Self::UnknownPayment => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -140,6 +145,7 @@ impl ApiError {
             Self::AccountLocked { retry_after_s } | Self::RateLimited { retry_after_s } => {
                 Some(*retry_after_s)
             }
+            Self::Conflict(_) => Some(1),
             _ => None,
         }
     }
@@ -158,14 +164,20 @@ impl ApiError {
 
 impl From<crate::db::Error> for ApiError {
     fn from(e: crate::db::Error) -> Self {
-        Self::Internal(format!("database: {e}"))
+        if e.is_retryable() {
+            Self::Conflict(e.to_string())
+        } else {
+            Self::Internal(format!("database: {e}"))
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
+        match &self {
+            Self::Internal(detail) => tracing::error!(%detail, "internal error"),
+            Self::Conflict(detail) => tracing::warn!(%detail, "write conflict, retries ran out"),
+            _ => {}
         }
         let retry = self.retry_after_s();
         let mut resp = (self.status(), Json(self.body())).into_response();

@@ -17,8 +17,9 @@ pub const MAX_SUBSCRIBERS: usize = 20_000;
 /// Events buffered per channel for a slow subscriber before it misses some.
 const CHANNEL_CAPACITY: usize = 16;
 
-/// An event committed by the writer, to publish after the commit.
-#[derive(Clone, Debug)]
+/// An event committed by the writer, to publish after the commit (and, on PostgreSQL,
+/// to relay to the other nodes through the outbox, as JSON).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     Order(OrderEvent),
     Account(AccountId, AccountEvent),

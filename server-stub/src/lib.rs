@@ -18,6 +18,7 @@ pub mod limits;
 pub mod merchants;
 pub mod middleware;
 pub mod orders;
+pub mod outbox;
 pub mod paging;
 pub mod paypage;
 pub mod phone;

@@ -341,7 +341,16 @@ async fn pay(
             if let Proof::Session(hash) = &proof {
                 sessions::check(conn, hash, &payer, now)?;
             }
-            pay_in_tx(conn, events, &server, &id, &payer, &key, address, now)
+            pay_in_tx(
+                conn,
+                events,
+                &server,
+                &id,
+                &payer,
+                &key,
+                address.clone(),
+                now,
+            )
         })
         .await?;
     log_paid(&receipt);
@@ -398,6 +407,40 @@ fn funding_str(f: FundingSource) -> &'static str {
     }
 }
 
+/// A replay answers with the original result; the same key for something else is refused.
+fn replay(
+    conn: &Connection,
+    id: &OrderId,
+    payer: &AccountId,
+    key: &IdempotencyKey,
+    address: &Option<String>,
+) -> ApiResult<Option<Receipt>> {
+    let previous: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT order_id, funding FROM payments WHERE payer = ?1 AND idem_key = ?2",
+        )?
+        .query_row([payer.as_str(), key.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((order_id, funding)) = previous else {
+        return Ok(None);
+    };
+    match load_order(conn, id)? {
+        Some(row)
+            if order_id == id.as_str() && row.delivery_address == kept_address(&row, address) =>
+        {
+            Ok(Some(receipt_of(
+                &row,
+                key,
+                payer,
+                funding_from_str(&funding),
+            )))
+        }
+        _ => Err(ApiError::IdempotencyConflict),
+    }
+}
+
 /// The atomic payment step: checks, debits the payer (wallet, else linked card),
 /// credits the merchant, marks the order paid, records the idempotency key, grants
 /// the entitlement and queues the events, all in the caller's transaction.
@@ -415,26 +458,8 @@ pub fn pay_in_tx(
     address: Option<String>,
     now: i64,
 ) -> ApiResult<Receipt> {
-    // A replay answers with the original result; the same key for something else is refused.
-    let previous: Option<(String, String)> = conn
-        .prepare_cached(
-            "SELECT order_id, funding FROM payments WHERE payer = ?1 AND idem_key = ?2",
-        )?
-        .query_row([payer.as_str(), key.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    if let Some((order_id, funding)) = previous {
-        let row = load_order(conn, id)?;
-        return match row {
-            Some(row)
-                if order_id == id.as_str()
-                    && row.delivery_address == kept_address(&row, &address) =>
-            {
-                Ok(receipt_of(&row, key, payer, funding_from_str(&funding)))
-            }
-            _ => Err(ApiError::IdempotencyConflict),
-        };
+    if let Some(replayed) = replay(conn, id, payer, key, &address)? {
+        return Ok(replayed);
     }
 
     let row = load_order(conn, id)?.ok_or(ApiError::UnknownOrder)?;
@@ -479,6 +504,18 @@ pub fn pay_in_tx(
         return Err(ApiError::InsufficientFunds(why));
     };
 
+    let changed = conn
+        .prepare_cached(
+            "UPDATE orders SET status = 'paid', paid_at_ms = ?2, payer = ?3, delivery_address = ?4
+             WHERE id = ?1 AND status = 'pending'",
+        )?
+        .execute(params![id.as_str(), now, payer.as_str(), address])?;
+    if changed != 1 {
+        // Another node paid it meanwhile (this statement waited for its commit): if that
+        // was this very payment, retried through another node, answer with its receipt.
+        // Nothing has moved yet: the order is claimed before the money moves.
+        return replay(conn, id, payer, key, &address)?.ok_or(ApiError::AlreadyPaid);
+    }
     let transfer = ledger::transfer(
         conn,
         &source,
@@ -488,15 +525,6 @@ pub fn pay_in_tx(
         Some(id.as_str()),
         now,
     )?;
-    let changed = conn
-        .prepare_cached(
-            "UPDATE orders SET status = 'paid', paid_at_ms = ?2, payer = ?3, delivery_address = ?4
-             WHERE id = ?1 AND status = 'pending'",
-        )?
-        .execute(params![id.as_str(), now, payer.as_str(), address])?;
-    if changed != 1 {
-        return Err(ApiError::AlreadyPaid);
-    }
     conn.prepare_cached(
         "INSERT INTO payments (payer, idem_key, order_id, funding, transfer_id, paid_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -596,7 +624,7 @@ pub async fn sweep_expired(s: &AppState) -> ApiResult<usize> {
             let rows: Vec<OrderRow> = conn
                 .prepare_cached(&format!(
                     "SELECT {ORDER_COLUMNS} FROM orders
-                     WHERE status = 'pending' AND expires_at_ms <= ?1 LIMIT ?2"
+                     WHERE status = 'pending' AND expires_at_ms <= ?1 ORDER BY id LIMIT ?2"
                 ))?
                 .query_map(params![now, SWEEP_BATCH as i64], order_from_row)?
                 .collect::<Result<_, _>>()?;

@@ -402,7 +402,16 @@ async fn pay(
     let receipt = s
         .store
         .write(move |conn, events| {
-            pay_in_tx(conn, events, &server, &id, &account, &key, address, now)
+            pay_in_tx(
+                conn,
+                events,
+                &server,
+                &id,
+                &account,
+                &key,
+                address.clone(),
+                now,
+            )
         })
         .await?;
     crate::orders::log_paid(&receipt);

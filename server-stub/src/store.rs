@@ -11,7 +11,11 @@
 //!
 //! PostgreSQL gets the same treatment: one writer connection per server process runs
 //! the batch in one transaction (`synchronous_commit = on`), so a commit's WAL flush is
-//! shared by many requests, which is where PostgreSQL's throughput comes from.
+//! shared by many requests, which is where PostgreSQL's throughput comes from. Several
+//! nodes may share the database: a batch that deadlocks with another node's is rolled
+//! back and run again whole (jobs are `FnMut` for that, and must touch nothing outside
+//! the transaction), and the events of each batch also go to the [`crate::outbox`], so
+//! that the other nodes publish them too.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -24,6 +28,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::db::{Backend, Connection, Database, params};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, Hub};
+use crate::outbox::Outbox;
 
 /// Write jobs that may wait for the writer before callers get `unavailable`.
 pub const WRITE_QUEUE_LEN: usize = 8_192;
@@ -48,15 +53,75 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0003_hardening.sql"),
         include_str!("../migrations/postgres/0003_hardening.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0004_outbox.sql"),
+        include_str!("../migrations/postgres/0004_outbox.sql"),
+    ),
 ];
 
 /// Advisory lock that keeps nodes starting together from migrating at the same time.
 const MIGRATION_LOCK: i64 = 0x636f_7563_6870_6179; // "couchpay"
 
-/// A write job: runs against the open transaction, pushes events to publish after the
-/// commit, and returns a completion that answers the caller once the commit is known.
-type Job = Box<dyn FnOnce(&Connection, &mut Vec<Event>) -> Completion + Send>;
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// How many times the writer runs a batch in all when it conflicts with another node's
+/// transaction (a deadlock, say) before the jobs that still conflict are answered
+/// `unavailable`.
+const MAX_BATCH_ATTEMPTS: u32 = 5;
+
+/// A write job in the writer's batch. `run` may be called more than once: a batch that
+/// conflicts with another node's transaction is rolled back and run again whole.
+trait WriteJob: Send {
+    /// Runs the job in its own savepoint of the open transaction; the events of a job that
+    /// succeeded go to `events`. Returns `false` when it failed with a conflict.
+    fn run(&mut self, conn: &Connection, events: &mut Vec<Event>) -> bool;
+    /// Answers the caller once the fate of the batch is known.
+    fn finish(self: Box<Self>, batch: Result<(), BatchError>);
+}
+
+type Job = Box<dyn WriteJob>;
+
+struct Pending<T, F> {
+    f: F,
+    result: Option<ApiResult<T>>,
+    reply: oneshot::Sender<ApiResult<T>>,
+}
+
+impl<T, F> WriteJob for Pending<T, F>
+where
+    T: Send,
+    F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<T> + Send,
+{
+    fn run(&mut self, conn: &Connection, events: &mut Vec<Event>) -> bool {
+        let mut mine = Vec::new();
+        let result = run_in_savepoint(conn, |c| (self.f)(c, &mut mine));
+        let conflict = matches!(result, Err(ApiError::Conflict(_)));
+        if result.is_ok() {
+            events.append(&mut mine);
+        }
+        self.result = Some(result);
+        !conflict
+    }
+
+    fn finish(self: Box<Self>, batch: Result<(), BatchError>) {
+        let answer = match batch {
+            Ok(()) => self.result.unwrap_or(Err(ApiError::Unavailable)),
+            // Nothing this job did is kept.
+            Err(BatchError::NotBegun) => Err(ApiError::Unavailable),
+            Err(BatchError::Conflict(e)) => Err(ApiError::Conflict(e)),
+            Err(BatchError::Failed(e)) => Err(ApiError::Internal(format!("commit failed: {e}"))),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Why a batch did not commit.
+#[derive(Clone, Debug)]
+enum BatchError {
+    /// No transaction could be begun (the database is unreachable).
+    NotBegun,
+    /// Conflicts with other nodes' transactions outlasted the retries.
+    Conflict(String),
+    Failed(String),
+}
 
 /// Handle to the database, cheap to clone.
 #[derive(Clone, Debug)]
@@ -64,6 +129,8 @@ pub struct Store {
     writer: mpsc::Sender<Job>,
     readers: Arc<ReaderPool>,
     database: Database,
+    /// Owned by every handle: the outbox relay stops when the last one is gone.
+    _alive: Arc<()>,
 }
 
 #[derive(Debug)]
@@ -176,9 +243,20 @@ impl Store {
         let permits = conns.len();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_LEN);
         let max_batch = max_batch.max(1);
+        let alive = Arc::new(());
+        // Several nodes share a PostgreSQL database: their events cross through the outbox.
+        let outbox = match database {
+            Database::Sqlite(_) => None,
+            Database::Postgres(url) => {
+                let outbox = Outbox::new();
+                outbox.spawn_relay(url.clone(), hub.clone(), Arc::downgrade(&alive))?;
+                tracing::info!(node = outbox.node(), "node started on PostgreSQL");
+                Some(outbox)
+            }
+        };
         std::thread::Builder::new()
             .name("couchpay-writer".into())
-            .spawn(move || writer_loop(writer, rx, max_batch, hub))?;
+            .spawn(move || writer_loop(writer, rx, max_batch, hub, outbox))?;
         Ok(Self {
             writer: tx,
             readers: Arc::new(ReaderPool {
@@ -186,6 +264,7 @@ impl Store {
                 permits: Semaphore::new(permits),
             }),
             database: database.clone(),
+            _alive: alive,
         })
     }
 
@@ -198,23 +277,13 @@ impl Store {
     pub async fn write<T, F>(&self, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<Event>) -> ApiResult<T> + Send + 'static,
+        F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<T> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<ApiResult<T>>();
-        let job: Job = Box::new(move |conn, events| {
-            let mut mine = Vec::new();
-            let result = run_in_savepoint(conn, |c| f(c, &mut mine));
-            if result.is_ok() {
-                events.append(&mut mine);
-            }
-            Box::new(move |commit: Result<(), String>| {
-                let answer = match commit {
-                    Ok(()) => result,
-                    // The batch did not commit: nothing this job did is kept.
-                    Err(e) => Err(ApiError::Internal(format!("commit failed: {e}"))),
-                };
-                let _ = tx.send(answer);
-            })
+        let (reply, rx) = oneshot::channel::<ApiResult<T>>();
+        let job: Job = Box::new(Pending {
+            f,
+            result: None,
+            reply,
         });
         self.writer
             .try_send(job)
@@ -291,9 +360,14 @@ fn run_in_savepoint<T>(
     result
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, hub: Arc<Hub>) {
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    hub: Arc<Hub>,
+    outbox: Option<Outbox>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
     let mut events = Vec::new();
     // `blocking_recv` returns None once every Store handle is gone: clean shutdown.
     while let Some(first) = rx.blocking_recv() {
@@ -304,35 +378,92 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, 
                 Err(_) => break,
             }
         }
-        let begin = match conn.backend() {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        };
-        let begun = conn
-            .reconnect_if_closed()
-            .and_then(|()| conn.execute_batch(begin));
-        if let Err(e) = begun {
-            // Dropping a job drops its reply channel: its caller sees `unavailable`.
-            tracing::error!(error = %e, "cannot begin a write transaction");
-            batch.clear();
-            continue;
-        }
-        for job in batch.drain(..) {
-            completions.push(job(&conn, &mut events));
-        }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+        let outcome = run_batch(&conn, &mut batch, &mut events, outbox.as_ref());
+        if let Err(e) = &outcome {
             events.clear();
-            tracing::error!(error = ?commit, "group commit failed");
+            tracing::error!(error = ?e, jobs = batch.len(), "group commit failed");
         }
+        let notify = outbox.as_ref().filter(|_| !events.is_empty());
         // Events first: by the time a payer sees its receipt, the TV's event is on its way.
         for event in events.drain(..) {
             hub.publish(event);
         }
-        for done in completions.drain(..) {
-            done(commit.clone());
+        for job in batch.drain(..) {
+            job.finish(outcome.clone());
+        }
+        if let Some(outbox) = notify {
+            outbox.notify(&conn);
         }
     }
     tracing::debug!("writer stopped");
+}
+
+/// Runs `batch` in one transaction and commits it, running it again whole after a
+/// conflict with another node (up to [`MAX_BATCH_ATTEMPTS`] in all).
+fn run_batch(
+    conn: &Connection,
+    batch: &mut [Job],
+    events: &mut Vec<Event>,
+    outbox: Option<&Outbox>,
+) -> Result<(), BatchError> {
+    let begin = match conn.backend() {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
+    };
+    let mut attempt = 1;
+    loop {
+        events.clear();
+        if let Err(e) = conn
+            .reconnect_if_closed()
+            .and_then(|()| conn.execute_batch(begin))
+        {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            return Err(BatchError::NotBegun);
+        }
+        let last = attempt >= MAX_BATCH_ATTEMPTS;
+        let mut conflict = false;
+        for job in batch.iter_mut() {
+            if !job.run(conn, events) {
+                conflict = true;
+                // On the last attempt the conflicting jobs fail alone (their savepoints
+                // are undone) and the rest commit.
+                if !last {
+                    break;
+                }
+            }
+        }
+        let committed = if conflict && !last {
+            Err(BatchError::Conflict("a job conflicted".into()))
+        } else {
+            outbox
+                .filter(|_| !events.is_empty())
+                .map_or(Ok(()), |o| o.write(conn, events))
+                .and_then(|()| conn.execute_batch("COMMIT"))
+                .map_err(|e| {
+                    if e.is_retryable() {
+                        BatchError::Conflict(e.to_string())
+                    } else {
+                        BatchError::Failed(e.to_string())
+                    }
+                })
+        };
+        match committed {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                if last || !matches!(e, BatchError::Conflict(_)) {
+                    return Err(e);
+                }
+                tracing::debug!(
+                    attempt,
+                    jobs = batch.len(),
+                    "write conflict, running the batch again"
+                );
+                // A short, growing, jittered pause lets the other transaction finish.
+                let jitter = u64::from(protocol::random_bytes::<1>()[0] % 8);
+                std::thread::sleep(Duration::from_millis(u64::from(attempt) * 2 + jitter));
+                attempt += 1;
+            }
+        }
+    }
 }

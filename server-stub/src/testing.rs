@@ -77,6 +77,42 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = fresh_database(dir.path()).await;
+        Self::start_on(dir, database, tweak).await
+    }
+
+    /// `n` server nodes on one fresh PostgreSQL schema, as a cluster behind a load
+    /// balancer would run: each has its own writer, readers, outbox relay, HTTP listener
+    /// and clock. They start one after the other (the first seeds the demo data).
+    ///
+    /// Needs [`TEST_POSTGRES_ENV`]: panics when it is not set.
+    pub async fn start_nodes(n: usize) -> Vec<Self> {
+        let url = match std::env::var(TEST_POSTGRES_ENV) {
+            Ok(url) if !url.is_empty() => url,
+            _ => panic!(
+                "several nodes need a shared PostgreSQL database: set {TEST_POSTGRES_ENV} \
+                 (tools/pg-test-cluster.sh start DIR prints a URL)"
+            ),
+        };
+        Self::start_nodes_on(url, n, |_| {}).await
+    }
+
+    /// Like [`start_nodes`](Self::start_nodes), on a fresh schema of the PostgreSQL
+    /// server at `url`, after `tweak` adjusts each node's configuration.
+    pub async fn start_nodes_on(url: String, n: usize, tweak: impl Fn(&mut Config)) -> Vec<Self> {
+        let database = crate::db::Database::Postgres(fresh_postgres_schema(url).await);
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let dir = tempfile::tempdir().expect("temp dir");
+            nodes.push(Self::start_on(dir, database.clone(), &tweak).await);
+        }
+        nodes
+    }
+
+    async fn start_on(
+        dir: tempfile::TempDir,
+        database: crate::db::Database,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config {
             bind: "127.0.0.1:0".parse().expect("loopback address"),
             assets: assets_dir(),

@@ -6,6 +6,7 @@ mod companion_gui;
 mod discover_pay;
 mod idempotency;
 mod lan;
+mod multinode;
 mod picture_pay;
 mod receipts;
 mod refusals;

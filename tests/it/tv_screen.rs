@@ -32,14 +32,14 @@ const TV_TIMEOUT_S: u64 = 15;
 /// Camera frames generated from the TV screenshot, per resolution.
 const CAMERA_FRAMES: usize = 30;
 
-struct TvUnderTest {
+pub(crate) struct TvUnderTest {
     shell: Rc<RefCell<Shell<HttpBackend>>>,
     window: AppWindow,
     inputs: mpsc::Receiver<Input>,
 }
 
 impl TvUnderTest {
-    fn start(server: &TestServer, io: &tokio::runtime::Runtime, w: u32, h: u32) -> Self {
+    pub(crate) fn start(server: &TestServer, io: &tokio::runtime::Runtime, w: u32, h: u32) -> Self {
         slint::platform::set_platform(Box::new(TestingBackend::new(TestingBackendOptions {
             mock_time: true,
             threading: false,
@@ -83,7 +83,7 @@ impl TvUnderTest {
     }
 
     /// Feeds the backend's answers to the app until `done`.
-    fn wait(&self, what: &str, done: impl Fn(&App) -> bool) {
+    pub(crate) fn wait(&self, what: &str, done: impl Fn(&App) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(TV_TIMEOUT_S);
         while !done(&self.shell.borrow().app) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -98,7 +98,7 @@ impl TvUnderTest {
     }
 
     /// Remote keys only: Right to the second poster, OK (open), OK (buy).
-    fn buy_second_item(&self) -> PayLink {
+    pub(crate) fn buy_second_item(&self) -> PayLink {
         self.wait("the catalog", |a| {
             matches!(a.screen, Screen::Catalog { .. })
         });
@@ -122,12 +122,12 @@ impl TvUnderTest {
         self.window.global::<Tv>().get_page()
     }
 
-    fn is_announcing(&self) -> bool {
+    pub(crate) fn is_announcing(&self) -> bool {
         self.shell.borrow().runtime.is_announcing()
     }
 }
 
-fn io_runtime() -> tokio::runtime::Runtime {
+pub(crate) fn io_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -135,7 +135,7 @@ fn io_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn alice() -> Credentials {
+pub(crate) fn alice() -> Credentials {
     Credentials::Pin {
         account: AccountId::parse("alice").unwrap(),
         pin: Pin::parse("1234").unwrap(),

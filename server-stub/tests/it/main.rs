@@ -9,7 +9,9 @@ mod errors;
 mod flow;
 mod hardening;
 mod inprocess;
+mod multinode;
 mod paypage;
+mod pg_crash;
 mod phone;
 mod testclock;
 

@@ -1,0 +1,3 @@
+-- SQLite. Version 4: nothing. The event outbox (PostgreSQL's version 4) serves several
+-- nodes on one database; an SQLite file has one server process, which publishes its own
+-- events directly.
