@@ -820,6 +820,14 @@ impl Companion {
                 AccountEvent::SecurityAlert { message, .. } => {
                     tracing::warn!(%message, "security alert for this account");
                 }
+                AccountEvent::VoucherRedeemed { voucher }
+                | AccountEvent::VoucherExpired { voucher }
+                | AccountEvent::VoucherFailed { voucher } => {
+                    tracing::info!(
+                        voucher = voucher.id.log_prefix(), state = %voucher.state,
+                        used = %voucher.used, "one of this account's vouchers changed"
+                    );
+                }
                 AccountEvent::Other => {}
             }
         }

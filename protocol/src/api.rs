@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AccountId, DeviceId, IdempotencyKey, ItemId, Money, OrderId, PayLink, PhoneNumber, Pin,
-    ShortCode, Token,
+    ShortCode, Token, VoucherId, VoucherLink,
 };
 
 /// The API version prefix every endpoint lives under.
@@ -286,6 +286,19 @@ pub enum AccountEvent {
         message: String,
         at_ms: i64,
     },
+    /// One of the account's vouchers was redeemed (fully or in part).
+    VoucherRedeemed {
+        voucher: Voucher,
+    },
+    /// One of the account's vouchers expired unused: its money is free again.
+    VoucherExpired {
+        voucher: Voucher,
+    },
+    /// A redemption of one of the account's vouchers could not move the money: the
+    /// voucher is `failed` and its money is free again.
+    VoucherFailed {
+        voucher: Voucher,
+    },
     /// An event this client does not know (sent by a newer server).
     #[serde(other)]
     Other,
@@ -297,6 +310,9 @@ impl AccountEvent {
             Self::Hello { .. } => "hello",
             Self::Receipt { .. } => "receipt",
             Self::SecurityAlert { .. } => "security_alert",
+            Self::VoucherRedeemed { .. } => "voucher_redeemed",
+            Self::VoucherExpired { .. } => "voucher_expired",
+            Self::VoucherFailed { .. } => "voucher_failed",
             Self::Other => "other",
         }
     }
@@ -417,6 +433,21 @@ pub enum ErrorCode {
     UnknownPayment,
     /// The test clock is off: start the server with `--test-clock`.
     TestClockDisabled,
+    UnknownVoucher,
+    /// The voucher was redeemed already (at most once, SPEC V3).
+    VoucherRedeemed,
+    /// The voucher was voided by its payer.
+    VoucherVoided,
+    /// The voucher's validity ran out.
+    VoucherExpired,
+    /// An earlier redemption failed; the voucher's money went back to its payer.
+    VoucherFailed,
+    /// This needs the account's PIN, not only a session (the voucher settings say so).
+    PinRequired,
+    /// The caller may not do this (redeem a voucher meant for someone else, say).
+    NotAllowed,
+    /// The amount or account is in another currency than the voucher.
+    CurrencyMismatch,
     /// A code this client does not know (sent by a newer server).
     #[serde(other)]
     Unknown,
@@ -453,6 +484,14 @@ impl ErrorCode {
             Self::AlreadyOwned => "already_owned",
             Self::UnknownPayment => "unknown_payment",
             Self::TestClockDisabled => "test_clock_disabled",
+            Self::UnknownVoucher => "unknown_voucher",
+            Self::VoucherRedeemed => "voucher_redeemed",
+            Self::VoucherVoided => "voucher_voided",
+            Self::VoucherExpired => "voucher_expired",
+            Self::VoucherFailed => "voucher_failed",
+            Self::PinRequired => "pin_required",
+            Self::NotAllowed => "not_allowed",
+            Self::CurrencyMismatch => "currency_mismatch",
             Self::Unknown => "unknown",
         }
     }
@@ -462,6 +501,182 @@ impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The state of a voucher (SPEC V3): `unused` until it is redeemed (at most once), voided
+/// by its payer, expired, or `failed` (a redemption could not move the money). Every
+/// state but `unused` is final, and in every final state but `redeemed` the whole face
+/// value is back with the payer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoucherState {
+    Unused,
+    Redeemed,
+    Failed,
+    Voided,
+    Expired,
+}
+
+impl VoucherState {
+    pub const ALL: [Self; 5] = [
+        Self::Unused,
+        Self::Redeemed,
+        Self::Failed,
+        Self::Voided,
+        Self::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unused => "unused",
+            Self::Redeemed => "redeemed",
+            Self::Failed => "failed",
+            Self::Voided => "voided",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for VoucherState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A voucher (SPEC V1–V5), as its payer sees it and as anyone holding its link sees it
+/// before redeeming (`GET /v1/vouchers/{id}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voucher {
+    pub id: VoucherId,
+    /// The QR content. Whoever has it can redeem the voucher.
+    pub link: VoucherLink,
+    pub payer: AccountId,
+    pub payer_name: String,
+    pub face_value: Money,
+    /// How much was redeemed (zero unless `redeemed`).
+    pub used: Money,
+    pub state: VoucherState,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// When it left `unused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at_ms: Option<i64>,
+    /// Who redeemed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee: Option<AccountId>,
+    /// Only this account may redeem it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restricted_to: Option<AccountId>,
+}
+
+/// `POST /v1/vouchers`: the payer freezes `amount` of their wallet as a voucher.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVoucher {
+    pub account: AccountId,
+    /// The PIN, or a session when the payer's settings allow it (SPEC V6).
+    pub auth: PayerAuth,
+    pub amount: Money,
+    /// How long it can be redeemed, in seconds (default one day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_for_s: Option<u64>,
+    /// Only this account may redeem it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restrict_to: Option<AccountId>,
+}
+
+/// `POST /v1/vouchers/{id}/redeem`, with the `Idempotency-Key` header: the payee, proving
+/// who they are, takes `amount` (default: the whole face value) into `account`; the rest
+/// goes back to the payer at once (SPEC V4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemVoucher {
+    pub account: AccountId,
+    pub auth: PayerAuth,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+}
+
+/// The answer to a redemption (a replay with the same key gets the same one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redemption {
+    pub voucher: Voucher,
+    /// What the payee received.
+    pub amount: Money,
+    /// What went back to the payer.
+    pub released: Money,
+}
+
+/// `POST /v1/vouchers/{id}/void`: the payer takes an unused voucher back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoidVoucher {
+    pub account: AccountId,
+    pub auth: PayerAuth,
+}
+
+/// What a scanned voucher does on the payee's companion (SPEC V6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedeemMode {
+    /// Show the voucher; the payee chooses the amount and confirms.
+    #[default]
+    ScanThenConfirm,
+    /// Redeem the whole amount to the payee's own wallet as soon as it is scanned.
+    RedeemOnScan,
+}
+
+/// `GET`/`PUT /v1/accounts/{id}/voucher-settings` (session): the account's voucher
+/// settings (SPEC V6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherSettings {
+    /// Ask for the PIN on every voucher made (the default), or only on the first one
+    /// (later ones then need only a session).
+    pub pin_every_voucher: bool,
+    pub redeem_mode: RedeemMode,
+}
+
+impl Default for VoucherSettings {
+    fn default() -> Self {
+        Self {
+            pin_every_voucher: true,
+            redeem_mode: RedeemMode::ScanThenConfirm,
+        }
+    }
+}
+
+/// Which of an account's vouchers a list shows: those it made or those it redeemed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoucherKind {
+    #[default]
+    Issued,
+    Redeemed,
+}
+
+/// The query of `GET /v1/accounts/{id}/vouchers`: all fields optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<VoucherKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<VoucherState>,
+    /// Created at or after (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_ms: Option<i64>,
+    /// Created before (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// The body of every error response.

@@ -15,6 +15,7 @@ use crate::api::*;
 pub const MAX_ENTITLEMENT_PAGES: usize = 100;
 use crate::{
     AccountId, DeviceId, IdempotencyKey, OrderId, PhoneNumber, ServerUrl, ShortCode, Token,
+    VoucherId,
 };
 
 /// Time allowed to open a TCP connection to the server.
@@ -233,6 +234,86 @@ impl Client {
             self.request(Method::GET, &format!("/v1/accounts/{id}/receipts"))
                 .query(&query)
                 .bearer_auth(session.expose()),
+        )
+        .await
+    }
+
+    /// `POST /v1/vouchers`: freezes the amount and returns the new voucher.
+    pub async fn create_voucher(&self, req: &CreateVoucher) -> Result<Voucher, ClientError> {
+        self.post("/v1/vouchers", req).await
+    }
+
+    /// `GET /v1/vouchers/{id}`: the voucher as the server has it (what a payee checks
+    /// before redeeming).
+    pub async fn voucher(&self, id: &VoucherId) -> Result<Voucher, ClientError> {
+        self.get(&format!("/v1/vouchers/{id}")).await
+    }
+
+    /// `POST /v1/vouchers/{id}/redeem`. Reuse `key` when retrying: a replay gets the
+    /// original answer and the money moves once.
+    pub async fn redeem_voucher(
+        &self,
+        id: &VoucherId,
+        key: &IdempotencyKey,
+        req: &RedeemVoucher,
+    ) -> Result<Redemption, ClientError> {
+        self.json(
+            self.request(Method::POST, &format!("/v1/vouchers/{id}/redeem"))
+                .header(IDEMPOTENCY_KEY_HEADER, key.as_str())
+                .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/vouchers/{id}/void` by its payer.
+    pub async fn void_voucher(
+        &self,
+        id: &VoucherId,
+        req: &VoidVoucher,
+    ) -> Result<Voucher, ClientError> {
+        self.post(&format!("/v1/vouchers/{id}/void"), req).await
+    }
+
+    /// `GET /v1/accounts/{id}/vouchers` with a session token: one page, newest first, of
+    /// the vouchers the account made (or redeemed), filtered by state and creation time.
+    pub async fn vouchers(
+        &self,
+        id: &AccountId,
+        session: &Token,
+        filter: &VoucherFilter,
+    ) -> Result<Page<Voucher>, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/accounts/{id}/vouchers"))
+                .query(filter)
+                .bearer_auth(session.expose()),
+        )
+        .await
+    }
+
+    /// `GET /v1/accounts/{id}/voucher-settings` with a session token.
+    pub async fn voucher_settings(
+        &self,
+        id: &AccountId,
+        session: &Token,
+    ) -> Result<VoucherSettings, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/accounts/{id}/voucher-settings"))
+                .bearer_auth(session.expose()),
+        )
+        .await
+    }
+
+    /// `PUT /v1/accounts/{id}/voucher-settings` with a session token.
+    pub async fn set_voucher_settings(
+        &self,
+        id: &AccountId,
+        session: &Token,
+        settings: &VoucherSettings,
+    ) -> Result<VoucherSettings, ClientError> {
+        self.json(
+            self.request(Method::PUT, &format!("/v1/accounts/{id}/voucher-settings"))
+                .bearer_auth(session.expose())
+                .json(settings),
         )
         .await
     }

@@ -21,10 +21,12 @@ pub use api::*;
 pub use discovery::{DiscoveryRecord, SERVICE_TYPE};
 pub use ids::{
     AccountId, DeviceId, IdempotencyKey, ItemId, OrderId, PhoneNumber, Pin, SHORT_CODE_ALPHABET,
-    ShortCode, Token, hex, random_bytes,
+    ShortCode, Token, VoucherId, hex, random_bytes,
 };
 pub use money::{Currency, Money};
-pub use paylink::{MAX_SERVER_URL_LEN, MAX_URL_LEN, PayLink, ServerUrl, is_qr_alphanumeric};
+pub use paylink::{
+    MAX_SERVER_URL_LEN, MAX_URL_LEN, PayLink, ServerUrl, VoucherLink, is_qr_alphanumeric,
+};
 
 /// Why a value from outside (wire, QR, user input) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +58,10 @@ pub enum ParseError {
     ServerUrl,
     #[error("not a Couchpay pay link")]
     PayLink,
+    #[error("not a valid voucher id")]
+    VoucherId,
+    #[error("not a Couchpay voucher link")]
+    VoucherLink,
     #[error("discovery record lacks the `{0}` key")]
     MissingTxtKey(&'static str),
     #[error("unsupported discovery record version")]

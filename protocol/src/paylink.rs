@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{OrderId, ParseError};
+use crate::{OrderId, ParseError, VoucherId};
 
 /// Longest pay link or server URL accepted, in bytes.
 pub const MAX_URL_LEN: usize = 256;
@@ -123,17 +123,80 @@ impl PayLink {
 
     /// Parses a pay link in any letter case. Anything else is a [`ParseError::PayLink`].
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        let s = s.trim();
-        let (scheme, authority, path) = split_url(s).ok_or(ParseError::PayLink)?;
-        let id = path
-            .strip_prefix("/P/")
-            .or_else(|| path.strip_prefix("/p/"))
-            .ok_or(ParseError::PayLink)?;
+        let (server, id) = split_link(s, PAY_PATH).ok_or(ParseError::PayLink)?;
         let order = OrderId::parse(id).map_err(|_| ParseError::PayLink)?;
-        Ok(Self {
-            server: ServerUrl(format!("{scheme}://{authority}")),
-            order,
-        })
+        Ok(Self { server, order })
+    }
+}
+
+/// The server and the id of a link `SCHEME://AUTHORITY<path><id>`, `path` in either case.
+fn split_link<'a>(s: &'a str, path: &str) -> Option<(ServerUrl, &'a str)> {
+    let (scheme, authority, rest) = split_url(s.trim())?;
+    let id = rest
+        .strip_prefix(path)
+        .or_else(|| rest.strip_prefix(path.to_ascii_lowercase().as_str()))?;
+    Some((ServerUrl(format!("{scheme}://{authority}")), id))
+}
+
+/// The path in front of the voucher id in a voucher link.
+const VOUCHER_PATH: &str = "/V/";
+
+/// The content of a voucher's QR code: `HTTP://HOST:PORT/V/<VOUCHER-ID>`, upper case
+/// like a pay link (so the QR stays as small), and opened in a browser it shows the
+/// voucher page. It is a bearer instrument: whoever has it can redeem the voucher.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct VoucherLink {
+    pub server: ServerUrl,
+    pub voucher: VoucherId,
+}
+
+impl VoucherLink {
+    pub fn new(server: ServerUrl, voucher: VoucherId) -> Self {
+        Self { server, voucher }
+    }
+
+    /// Parses a voucher link in any letter case; anything else is a
+    /// [`ParseError::VoucherLink`].
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let (server, id) = split_link(s, VOUCHER_PATH).ok_or(ParseError::VoucherLink)?;
+        let voucher = VoucherId::parse(id).map_err(|_| ParseError::VoucherLink)?;
+        Ok(Self { server, voucher })
+    }
+}
+
+impl fmt::Display for VoucherLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{VOUCHER_PATH}{}",
+            self.server.as_str().to_ascii_uppercase(),
+            self.voucher
+        )
+    }
+}
+
+/// Only the id's first characters: the link is a bearer secret.
+impl fmt::Debug for VoucherLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "VoucherLink({}{VOUCHER_PATH}{}…)",
+            self.server,
+            self.voucher.log_prefix()
+        )
+    }
+}
+
+impl Serialize for VoucherLink {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for VoucherLink {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -197,6 +260,23 @@ mod tests {
         assert_eq!(text.len(), 53);
         assert_eq!(PayLink::parse(&text).unwrap(), link);
         assert_eq!(PayLink::parse(&text.to_lowercase()).unwrap(), link);
+    }
+
+    #[test]
+    fn voucher_link_round_trips_and_is_not_a_pay_link() {
+        let link = VoucherLink::new(
+            ServerUrl::parse("http://192.168.1.20:8080").unwrap(),
+            VoucherId::random(),
+        );
+        let text = link.to_string();
+        assert!(is_qr_alphanumeric(&text), "{text}");
+        assert_eq!(text.len(), 53);
+        assert_eq!(VoucherLink::parse(&text).unwrap(), link);
+        assert_eq!(VoucherLink::parse(&text.to_lowercase()).unwrap(), link);
+        assert_eq!(PayLink::parse(&text), Err(ParseError::PayLink));
+        let pay = text.replace("/V/", "/P/");
+        assert_eq!(VoucherLink::parse(&pay), Err(ParseError::VoucherLink));
+        assert!(!format!("{link:?}").contains(link.voucher.as_str()));
     }
 
     #[track_caller]

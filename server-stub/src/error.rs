@@ -73,6 +73,22 @@ pub enum ApiError {
     UnknownPayment,
     #[error("the test clock is off: start the server with --test-clock to move its time")]
     TestClockDisabled,
+    #[error("no such voucher")]
+    UnknownVoucher,
+    #[error("this voucher was redeemed already")]
+    VoucherRedeemed,
+    #[error("this voucher was voided by its payer")]
+    VoucherVoided,
+    #[error("this voucher has expired")]
+    VoucherExpired,
+    #[error("the voucher could not be redeemed ({0}); its money went back to the payer")]
+    VoucherFailed(String),
+    #[error("the PIN is needed: {0}")]
+    PinRequired(&'static str),
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    #[error("wrong currency: {0}")]
+    CurrencyMismatch(String),
 }
 
 impl ApiError {
@@ -110,6 +126,14 @@ impl ApiError {
             Self::AlreadyOwned => ErrorCode::AlreadyOwned,
             Self::UnknownPayment => ErrorCode::UnknownPayment,
             Self::TestClockDisabled => ErrorCode::TestClockDisabled,
+            Self::UnknownVoucher => ErrorCode::UnknownVoucher,
+            Self::VoucherRedeemed => ErrorCode::VoucherRedeemed,
+            Self::VoucherVoided => ErrorCode::VoucherVoided,
+            Self::VoucherExpired => ErrorCode::VoucherExpired,
+            Self::VoucherFailed(_) => ErrorCode::VoucherFailed,
+            Self::PinRequired(_) => ErrorCode::PinRequired,
+            Self::NotAllowed(_) => ErrorCode::NotAllowed,
+            Self::CurrencyMismatch(_) => ErrorCode::CurrencyMismatch,
         }
     }
 
@@ -137,6 +161,12 @@ impl ApiError {
             Self::HeadersTooLarge(..) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::LimitExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::AlreadyOwned | Self::TestClockDisabled => StatusCode::CONFLICT,
+            Self::UnknownVoucher => StatusCode::NOT_FOUND,
+            Self::VoucherRedeemed | Self::VoucherFailed(_) => StatusCode::CONFLICT,
+            Self::VoucherVoided | Self::VoucherExpired => StatusCode::GONE,
+            Self::PinRequired(_) => StatusCode::UNAUTHORIZED,
+            Self::NotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::CurrencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 

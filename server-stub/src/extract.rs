@@ -48,3 +48,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         ))
     }
 }
+
+/// The `Idempotency-Key` header every money-moving request carries.
+pub fn idempotency_key(
+    headers: &axum::http::HeaderMap,
+) -> crate::error::ApiResult<protocol::IdempotencyKey> {
+    headers
+        .get(protocol::IDEMPOTENCY_KEY_HEADER)
+        .ok_or_else(|| ApiError::InvalidRequest("the Idempotency-Key header is required".into()))?
+        .to_str()
+        .ok()
+        .and_then(|k| protocol::IdempotencyKey::parse(k).ok())
+        .ok_or_else(|| ApiError::InvalidRequest("malformed Idempotency-Key header".into()))
+}

@@ -444,6 +444,27 @@ pub fn audit(conn: &Connection) -> ApiResult<AuditReport> {
         problems.push(format!("order {id}: status and payment transfers disagree"));
     }
 
+    // 5. An unused voucher is exactly its active hold; a closed one holds nothing; a
+    //    redeemed one has one transfer of what was used, any other none.
+    let bad_vouchers: Vec<String> = conn
+        .prepare(
+            "SELECT v.id FROM vouchers v JOIN holds h ON h.id = v.hold_id
+             WHERE (v.state = 'unused') <> (h.state = 'active')
+                OR h.amount <> v.face_value
+                OR (v.state = 'redeemed') <> (
+                    (SELECT COUNT(*) FROM transfers t
+                     WHERE t.reference = v.id AND t.kind = 'voucher' AND t.amount = v.used) = 1)
+                OR (SELECT COUNT(*) FROM transfers t WHERE t.reference = v.id AND t.kind = 'voucher') > 1",
+        )?
+        .query_map((), |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in bad_vouchers {
+        let shown: String = id.chars().take(6).collect();
+        problems.push(format!(
+            "voucher {shown}…: state, hold and transfers disagree"
+        ));
+    }
+
     Ok(AuditReport {
         ok: problems.is_empty(),
         accounts,

@@ -31,6 +31,7 @@ pub mod sse;
 pub mod store;
 pub mod testclock;
 pub mod testing;
+pub mod vouchers;
 pub mod web;
 
 use std::future::Future;
@@ -140,6 +141,7 @@ pub fn app(state: AppState) -> Router {
         .merge(phone::router())
         .merge(accounts::router())
         .merge(merchants::router())
+        .merge(vouchers::router())
         .merge(testclock::router())
         .merge(web::router())
         .fallback(web::not_found)
@@ -172,7 +174,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Expires orders on time (pushing their events) and prunes idle event channels.
+/// Expires orders and vouchers on time (pushing their events) and prunes idle event
+/// channels.
 async fn sweep_loop(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_millis(config::SWEEP_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -180,6 +183,9 @@ async fn sweep_loop(state: AppState) {
         tick.tick().await;
         if let Err(e) = orders::sweep_expired(&state).await {
             tracing::warn!(error = %e, "expiry sweep failed");
+        }
+        if let Err(e) = vouchers::sweep_expired(&state).await {
+            tracing::warn!(error = %e, "voucher expiry sweep failed");
         }
         state.hub.prune();
     }

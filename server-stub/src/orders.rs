@@ -9,16 +9,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::{
     AccountEvent, AccountId, CancelOrder, CreateOrder, CreatedOrder, Device, DeviceId, Entitlement,
-    Entitlements, FundingSource, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, ItemId, ItemKind,
-    Merchant, Money, Order, OrderEvent, OrderId, OrderItem, OrderStatus, PayLink, PayRequest,
-    PayerAuth, Receipt, ServerUrl, ShortCode, Token,
+    Entitlements, FundingSource, IdempotencyKey, ItemId, ItemKind, Merchant, Money, Order,
+    OrderEvent, OrderId, OrderItem, OrderStatus, PayLink, PayRequest, Receipt, ServerUrl,
+    ShortCode, Token,
 };
 
 use crate::error::{ApiError, ApiResult};
 use crate::events::Event;
-use crate::extract::{ApiJson, ClientIp};
+use crate::extract::{ApiJson, ClientIp, idempotency_key};
 use crate::paging::PageQuery;
-use crate::{AppState, ledger, pin, sessions, sse};
+use crate::sessions::Proof;
+use crate::{AppState, ledger, sessions, sse};
 
 /// Longest friendly device name accepted.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
@@ -299,11 +300,6 @@ async fn by_code(
     Ok(Json(read_order(&s, parse_order_id(&id)?).await?))
 }
 
-enum Proof {
-    PinChecked,
-    Session(String),
-}
-
 async fn pay(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -312,13 +308,7 @@ async fn pay(
     ApiJson(req): ApiJson<PayRequest>,
 ) -> ApiResult<Json<Receipt>> {
     let id = parse_order_id(&id)?;
-    let key = headers
-        .get(IDEMPOTENCY_KEY_HEADER)
-        .ok_or_else(|| ApiError::InvalidRequest("the Idempotency-Key header is required".into()))?
-        .to_str()
-        .ok()
-        .and_then(|k| IdempotencyKey::parse(k).ok())
-        .ok_or_else(|| ApiError::InvalidRequest("malformed Idempotency-Key header".into()))?;
+    let key = idempotency_key(&headers)?;
     let address = req
         .delivery_address
         .as_deref()
@@ -326,21 +316,13 @@ async fn pay(
         .map(|a| clean_text(a, MAX_ADDRESS_CHARS, "delivery_address"))
         .transpose()?;
     let now = s.clock.now_ms();
-    let proof = match &req.auth {
-        PayerAuth::Pin(p) => {
-            pin::check(&s, &req.account, p, ip, now).await?;
-            Proof::PinChecked
-        }
-        PayerAuth::Session(t) => Proof::Session(sessions::hash_token(t)),
-    };
+    let proof = Proof::of(&s, &req.account, &req.auth, ip, now).await?;
     let server = s.public_url.clone();
     let payer = req.account;
     let receipt = s
         .store
         .write(move |conn, events| {
-            if let Proof::Session(hash) = &proof {
-                sessions::check(conn, hash, &payer, now)?;
-            }
+            proof.check(conn, &payer, now)?;
             pay_in_tx(
                 conn,
                 events,

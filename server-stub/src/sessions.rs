@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
-use protocol::{AccountId, LoginRequest, Session, Token};
+use protocol::{AccountId, LoginRequest, PayerAuth, Session, Token};
 use sha2::{Digest, Sha256};
 
 use crate::config::SESSION_TTL_S;
@@ -56,6 +56,42 @@ pub fn check(conn: &Connection, hash: &str, account: &AccountId, now_ms: i64) ->
 }
 
 /// Checks a bearer session for `account` on a reader connection.
+/// How the caller of a request with [`PayerAuth`] proved who they are: a PIN checked (with
+/// the lockout rules) before the write, or a session checked inside it.
+#[derive(Debug)]
+pub enum Proof {
+    PinChecked,
+    Session(String),
+}
+
+impl Proof {
+    /// Checks a PIN now (it must not wait for the writer); a session is checked in the
+    /// write, with [`Proof::check`].
+    pub async fn of(
+        s: &AppState,
+        account: &AccountId,
+        auth: &PayerAuth,
+        ip: std::net::IpAddr,
+        now_ms: i64,
+    ) -> ApiResult<Self> {
+        Ok(match auth {
+            PayerAuth::Pin(p) => {
+                crate::pin::check(s, account, p, ip, now_ms).await?;
+                Self::PinChecked
+            }
+            PayerAuth::Session(t) => Self::Session(hash_token(t)),
+        })
+    }
+
+    /// In the write: a session must still be live and belong to `account`.
+    pub fn check(&self, conn: &Connection, account: &AccountId, now_ms: i64) -> ApiResult<()> {
+        match self {
+            Self::PinChecked => Ok(()),
+            Self::Session(hash) => check(conn, hash, account, now_ms),
+        }
+    }
+}
+
 pub async fn authorize(s: &AppState, headers: &HeaderMap, account: &AccountId) -> ApiResult<()> {
     let hash = hash_token(&bearer(headers)?);
     let now = s.clock.now_ms();

@@ -57,6 +57,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0004_outbox.sql"),
         include_str!("../migrations/postgres/0004_outbox.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0005_vouchers.sql"),
+        include_str!("../migrations/postgres/0005_vouchers.sql"),
+    ),
 ];
 
 /// Advisory lock that keeps nodes starting together from migrating at the same time.

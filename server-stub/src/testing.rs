@@ -142,11 +142,15 @@ impl TestServer {
         self.clock.advance(by);
     }
 
-    /// Expires due orders now (instead of waiting for the sweeper) and pushes their events.
+    /// Expires due orders and vouchers now (instead of waiting for the sweeper) and
+    /// pushes their events.
     pub async fn sweep_expired(&self) {
         crate::orders::sweep_expired(&self.server.state)
             .await
             .expect("sweep");
+        crate::vouchers::sweep_expired(&self.server.state)
+            .await
+            .expect("voucher sweep");
     }
 
     /// The server clock's current time in Unix milliseconds.
