@@ -19,6 +19,8 @@ use protocol::{
 
 use crate::state::{PendingPayment, SavedSession, StateError, StateStore};
 
+pub mod vouchers;
+
 /// Attempts to send one payment when the outcome is unknown (network trouble, 503).
 pub const MAX_PAY_ATTEMPTS: u32 = 3;
 /// Wait before the first retry of a payment, in milliseconds; doubled each time.
@@ -118,6 +120,18 @@ pub enum CompanionError {
         "The server did not answer the code: tap Pay again to check (a code never pays twice)."
     )]
     OutcomeUnknownSms,
+    #[error(
+        "No Couchpay voucher was found in this picture: open the picture of the voucher's QR code."
+    )]
+    NoVoucherInPicture,
+    #[error("That is not a Couchpay voucher link.")]
+    NotAVoucher,
+    #[error("{}.", sentence(.message))]
+    Voucher { message: String },
+    #[error(
+        "Could not save the picture to {0}: check that the folder exists and can be written to."
+    )]
+    CannotSave(String),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -195,6 +209,16 @@ impl CompanionError {
                 retry_after_s,
             },
             Some(ErrorCode::WrongCode) => Self::WrongCode { message },
+            Some(
+                ErrorCode::UnknownVoucher
+                | ErrorCode::VoucherRedeemed
+                | ErrorCode::VoucherVoided
+                | ErrorCode::VoucherExpired
+                | ErrorCode::VoucherFailed
+                | ErrorCode::PinRequired
+                | ErrorCode::NotAllowed
+                | ErrorCode::CurrencyMismatch,
+            ) => Self::Voucher { message },
             _ => Self::Server(e),
         }
     }

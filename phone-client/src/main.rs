@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use phone_client::companion::vouchers::{save_voucher_png, voucher_in_picture};
 use phone_client::decode::picture_from_path;
 use phone_client::discovery::IgnoreFn;
 use phone_client::{
@@ -15,7 +16,10 @@ use phone_client::{
     FrameSource, Interfaces, NearbyEvent, OrderRef, ScanOptions, StateStore, accept_pay_link,
     frames,
 };
-use protocol::{AccountId, PayLink, Pin, Receipt, ServerUrl};
+use protocol::{
+    AccountId, Currency, Money, PayLink, Pin, Receipt, ServerUrl, Voucher, VoucherFilter,
+    VoucherId, VoucherKind, VoucherLink, VoucherState,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -121,6 +125,80 @@ enum Command {
     Receipts {
         #[arg(long)]
         watch: bool,
+    },
+    /// QR e-cash vouchers: make one for someone to redeem, or redeem one given to you.
+    #[command(subcommand)]
+    Voucher(VoucherCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+struct WhoArgs {
+    /// Account (defaults to the remembered one).
+    #[arg(long, env = "COUCHPAY_ACCOUNT")]
+    account: Option<AccountId>,
+    /// PIN (else the remembered session is used, or the PIN is asked for).
+    #[arg(long, env = "COUCHPAY_PIN", hide_env_values = true, value_parser = parse_pin)]
+    pin: Option<Pin>,
+}
+
+#[derive(Subcommand, Debug)]
+enum VoucherCommand {
+    /// Freeze an amount of your wallet as a voucher: prints its link and saves its QR
+    /// code as a PNG. Whoever has the QR code can redeem it, so share it only with the
+    /// payee (or restrict it with --for).
+    Create {
+        /// Amount, e.g. 12.50.
+        amount: String,
+        #[arg(long, default_value = "EUR")]
+        currency: Currency,
+        /// Hours it can be redeemed (default: one day).
+        #[arg(long)]
+        valid_hours: Option<u64>,
+        /// Only this account may redeem it.
+        #[arg(long = "for")]
+        restrict_to: Option<AccountId>,
+        /// Where to save the QR picture (default: voucher-XXXXXX.png here).
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Use the remembered session instead of the PIN (when your voucher settings
+        /// ask for the PIN only on the first voucher).
+        #[arg(long)]
+        no_pin: bool,
+        #[command(flatten)]
+        who: WhoArgs,
+    },
+    /// Your vouchers, newest first.
+    List {
+        /// Only those in this state: unused, redeemed, failed, voided, expired.
+        #[arg(long = "only", value_name = "STATE")]
+        only: Option<String>,
+        /// Those you redeemed, instead of those you made.
+        #[arg(long)]
+        received: bool,
+        /// Only those made in the last N days.
+        #[arg(long)]
+        days: Option<u64>,
+    },
+    /// Show a voucher from its link or a saved picture of its QR code.
+    Show { link_or_picture: String },
+    /// Take back an unused voucher of yours: its money is free again at once.
+    Void {
+        /// The voucher's link or id.
+        link_or_id: String,
+        #[command(flatten)]
+        who: WhoArgs,
+    },
+    /// Redeem a voucher from its link or a saved picture of its QR code.
+    Redeem {
+        link_or_picture: String,
+        /// Take only this much (the rest goes back to the payer); default all of it.
+        #[arg(long)]
+        amount: Option<String>,
+        /// Redeem without asking for confirmation (the voucher is still printed).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        who: WhoArgs,
     },
 }
 
@@ -254,6 +332,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("session forgotten");
             Ok(())
         }
+        Command::Voucher(cmd) => voucher(&companion, &first_server, cmd).await,
         Command::Receipts { watch } => {
             for r in companion.receipts(&first_server).await? {
                 print_receipt(&r);
@@ -281,6 +360,11 @@ fn decode_picture_file(path: &std::path::Path) -> Result<PayLink> {
             );
             Ok(PayLink::parse(&t)?)
         }
+        None if report.seen.iter().any(|t| VoucherLink::parse(t).is_ok()) => bail!(
+            "this picture holds a Couchpay voucher, not an order: redeem it with \
+             `couchpay voucher redeem {}`",
+            path.display()
+        ),
         None if !report.seen.is_empty() => bail!(
             "the picture holds a QR code, but not a Couchpay pay link: {:?}",
             report.seen[0].chars().take(80).collect::<String>()
@@ -417,6 +501,19 @@ async fn confirm_and_pay(companion: &mut Companion, r: OrderRef, args: &PayArgs)
 }
 
 fn credentials(companion: &Companion, c: &Confirmation, args: &PayArgs) -> Result<Credentials> {
+    credentials_on(companion, &c.server, &args.account, &args.pin)
+}
+
+fn credentials_on(
+    companion: &Companion,
+    server: &ServerUrl,
+    account: &Option<AccountId>,
+    pin: &Option<Pin>,
+) -> Result<Credentials> {
+    let args = WhoArgs {
+        account: account.clone(),
+        pin: pin.clone(),
+    };
     let remembered = companion.state().get().account.clone();
     if let Some(pin) = &args.pin {
         let account = args
@@ -432,7 +529,7 @@ fn credentials(companion: &Companion, c: &Confirmation, args: &PayArgs) -> Resul
     let has_session = companion
         .state()
         .get()
-        .session(&c.server, phone_client::companion::session_deadline())
+        .session(server, phone_client::companion::session_deadline())
         .is_some_and(|s| args.account.as_ref().is_none_or(|a| a == &s.account));
     if has_session {
         return Ok(Credentials::Session);
@@ -444,6 +541,190 @@ fn credentials(companion: &Companion, c: &Confirmation, args: &PayArgs) -> Resul
         .context("not logged in: pass --account (and --pin), or run `couchpay login`")?;
     let pin = ask_pin(&account)?;
     Ok(Credentials::Pin { account, pin })
+}
+
+async fn voucher(companion: &Companion, server: &ServerUrl, cmd: VoucherCommand) -> Result<()> {
+    match cmd {
+        VoucherCommand::Create {
+            amount,
+            currency,
+            valid_hours,
+            restrict_to,
+            png,
+            no_pin,
+            who,
+        } => {
+            let amount = Money::parse_decimal(&amount, currency)
+                .with_context(|| format!("{amount:?} is not an amount like 12.50"))?;
+            let credentials = if no_pin {
+                Credentials::Session
+            } else {
+                let account = who
+                    .account
+                    .clone()
+                    .or_else(|| companion.state().get().account.clone())
+                    .context("which account? pass --account")?;
+                let pin = match who.pin {
+                    Some(p) => p,
+                    None => ask_pin(&account)?,
+                };
+                Credentials::Pin { account, pin }
+            };
+            let v = companion
+                .create_voucher(
+                    &credentials,
+                    amount,
+                    valid_hours.map(|h| h.saturating_mul(3_600)),
+                    restrict_to,
+                )
+                .await?;
+            let path =
+                png.unwrap_or_else(|| PathBuf::from(format!("voucher-{}.png", v.id.log_prefix())));
+            save_voucher_png(&v.link, &path)?;
+            let shown = std::fs::canonicalize(&path).unwrap_or(path);
+            println!(
+                "VOUCHER {} made; {} is frozen in your wallet until it is used.",
+                v.face_value, v.face_value
+            );
+            print_voucher(&v);
+            println!("  link      {}", v.link);
+            println!("  picture   {}", shown.display());
+            println!(
+                "Anyone who has this QR code or link can redeem it: share it only with the payee."
+            );
+            Ok(())
+        }
+        VoucherCommand::List {
+            only,
+            received,
+            days,
+        } => {
+            let state = only
+                .map(|s| {
+                    VoucherState::parse(&s).with_context(|| {
+                        format!("{s:?} is not a state: unused, redeemed, failed, voided or expired")
+                    })
+                })
+                .transpose()?;
+            let filter = VoucherFilter {
+                kind: Some(if received {
+                    VoucherKind::Redeemed
+                } else {
+                    VoucherKind::Issued
+                }),
+                state,
+                from_ms: days.map(|d| {
+                    phone_client::companion::session_deadline()
+                        - i64::try_from(d.saturating_mul(86_400_000)).unwrap_or(i64::MAX)
+                }),
+                ..VoucherFilter::default()
+            };
+            let page = companion.vouchers(&filter).await?;
+            if page.items.is_empty() {
+                println!("no vouchers");
+            }
+            for v in &page.items {
+                println!(
+                    "  {}  {:<9} {:>12}  used {:>12}  {}",
+                    phone_client::wallet::when(v.created_at_ms),
+                    v.state,
+                    v.face_value.to_string(),
+                    v.used.to_string(),
+                    v.link
+                );
+            }
+            Ok(())
+        }
+        VoucherCommand::Show { link_or_picture } => {
+            let link = voucher_link(&link_or_picture).await?;
+            print_voucher(&companion.open_voucher(&link).await?);
+            Ok(())
+        }
+        VoucherCommand::Void { link_or_id, who } => {
+            let id = match VoucherLink::parse(&link_or_id) {
+                Ok(l) => l.voucher,
+                Err(_) => VoucherId::parse(link_or_id.trim())
+                    .context("that is neither a voucher link nor a voucher id")?,
+            };
+            let credentials = credentials_on(companion, server, &who.account, &who.pin)?;
+            let v = companion.void_voucher(&id, &credentials).await?;
+            println!("VOIDED: {} is free in your wallet again.", v.face_value);
+            Ok(())
+        }
+        VoucherCommand::Redeem {
+            link_or_picture,
+            amount,
+            yes,
+            who,
+        } => {
+            let link = voucher_link(&link_or_picture).await?;
+            eprintln!("checking the voucher with its server…");
+            let v = companion.open_voucher(&link).await?;
+            print_voucher(&v);
+            if v.state != VoucherState::Unused {
+                bail!("this voucher is {} and cannot be redeemed", v.state);
+            }
+            let amount = amount
+                .map(|a| {
+                    Money::parse_decimal(&a, v.face_value.currency)
+                        .with_context(|| format!("{a:?} is not an amount like 12.50"))
+                })
+                .transpose()?;
+            let credentials = credentials_on(companion, &link.server, &who.account, &who.pin)?;
+            let take = amount.unwrap_or(v.face_value);
+            if !yes && !ask_yes(&format!("Redeem {take} from {}? [y/N] ", v.payer_name))? {
+                println!("not redeemed");
+                return Ok(());
+            }
+            let r = companion
+                .redeem_voucher(&link, &credentials, amount)
+                .await?;
+            println!("REDEEMED {} into your wallet.", r.amount);
+            if r.released.minor > 0 {
+                println!("  {} went back to {}.", r.released, r.voucher.payer_name);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A voucher link typed or pasted, else the path of a picture holding its QR code.
+async fn voucher_link(arg: &str) -> Result<VoucherLink> {
+    if let Ok(link) = VoucherLink::parse(arg) {
+        return Ok(link);
+    }
+    let path = PathBuf::from(arg);
+    if !path.exists() {
+        bail!("{arg:?} is neither a voucher link nor a picture file");
+    }
+    Ok(
+        tokio::task::spawn_blocking(move || voucher_in_picture(&path))
+            .await
+            .context("decoder thread")??,
+    )
+}
+
+fn print_voucher(v: &Voucher) {
+    println!("Voucher from {} ({}):", v.payer_name, v.payer);
+    println!("  amount    {}", v.face_value);
+    println!("  state     {}", v.state);
+    if v.used.minor > 0 {
+        println!("  used      {}", v.used);
+    }
+    println!(
+        "  made      {}",
+        phone_client::wallet::when(v.created_at_ms)
+    );
+    println!(
+        "  valid to  {}",
+        phone_client::wallet::when(v.expires_at_ms)
+    );
+    if let Some(r) = &v.restricted_to {
+        println!("  only for  {r}");
+    }
+    if let Some(p) = &v.payee {
+        println!("  redeemed by {p}");
+    }
 }
 
 fn print_confirmation(c: &Confirmation) {

@@ -12,3 +12,4 @@ mod receipts;
 mod refusals;
 mod tv_screen;
 mod typed_code;
+mod vouchers;

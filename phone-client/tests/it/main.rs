@@ -12,4 +12,5 @@ mod real_photos;
 mod refusals;
 mod scan;
 mod support;
+mod vouchers_cli;
 mod wording;
