@@ -31,6 +31,7 @@ pub mod sse;
 pub mod store;
 pub mod testclock;
 pub mod testing;
+pub mod voucherpage;
 pub mod vouchers;
 pub mod web;
 

@@ -83,7 +83,7 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str, cookie: Option<&
 }
 
 /// A `Set-Cookie` value carrying `nonce`, signed with the server's key.
-fn signed_csrf_cookie(key: &Key, nonce: &Token) -> String {
+pub(crate) fn signed_csrf_cookie(key: &Key, nonce: &Token) -> String {
     let mut jar = CookieJar::new();
     jar.signed_mut(key).add(
         Cookie::build((CSRF_COOKIE, nonce.expose().to_owned()))
@@ -98,7 +98,7 @@ fn signed_csrf_cookie(key: &Key, nonce: &Token) -> String {
 }
 
 /// The nonce of the request's CSRF cookie, if it carries this server's signature.
-fn csrf_cookie(key: &Key, headers: &HeaderMap) -> Option<Token> {
+pub(crate) fn csrf_cookie(key: &Key, headers: &HeaderMap) -> Option<Token> {
     let mut jar = CookieJar::new();
     for c in headers
         .get_all(header::COOKIE)
@@ -277,7 +277,7 @@ impl std::fmt::Debug for PayForm {
 /// POSTs; where one does not (older browsers, some privacy settings), `Referer` (which
 /// the page asks to be sent same-origin) must name this server. A request with neither
 /// is refused: a browser that strips both cannot be told apart from a forged request.
-fn same_origin(s: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(s: &AppState, headers: &HeaderMap) -> bool {
     let header = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
     if let Some(o) = header(header::ORIGIN) {
         return protocol::ServerUrl::parse(o).is_ok_and(|o| o == s.public_url);

@@ -74,20 +74,20 @@ const FROM: &str = "FROM vouchers v JOIN accounts a ON a.id = v.payer";
 
 /// One `vouchers` row as stored.
 #[derive(Clone, Debug)]
-struct VoucherRow {
-    id: VoucherId,
-    payer: AccountId,
-    payer_name: String,
-    face_value: Money,
-    used: i64,
-    state: VoucherState,
-    hold_id: i64,
-    restricted_to: Option<AccountId>,
-    payee: Option<AccountId>,
-    redeem_key: Option<String>,
-    created_at_ms: i64,
-    expires_at_ms: i64,
-    closed_at_ms: Option<i64>,
+pub(crate) struct VoucherRow {
+    pub(crate) id: VoucherId,
+    pub(crate) payer: AccountId,
+    pub(crate) payer_name: String,
+    pub(crate) face_value: Money,
+    pub(crate) used: i64,
+    pub(crate) state: VoucherState,
+    pub(crate) hold_id: i64,
+    pub(crate) restricted_to: Option<AccountId>,
+    pub(crate) payee: Option<AccountId>,
+    pub(crate) redeem_key: Option<String>,
+    pub(crate) created_at_ms: i64,
+    pub(crate) expires_at_ms: i64,
+    pub(crate) closed_at_ms: Option<i64>,
 }
 
 /// The columns of [`COLUMNS`] as read, before they are checked.
@@ -154,14 +154,14 @@ fn rows(
 
 impl VoucherRow {
     /// Expired as soon as the clock passes its expiry, even before the sweep marks it.
-    fn effective_state(&self, now_ms: i64) -> VoucherState {
+    pub(crate) fn effective_state(&self, now_ms: i64) -> VoucherState {
         match self.state {
             VoucherState::Unused if now_ms >= self.expires_at_ms => VoucherState::Expired,
             s => s,
         }
     }
 
-    fn to_voucher(&self, server: &ServerUrl, now_ms: i64) -> Voucher {
+    pub(crate) fn to_voucher(&self, server: &ServerUrl, now_ms: i64) -> Voucher {
         Voucher {
             id: self.id.clone(),
             link: VoucherLink::new(server.clone(), self.id.clone()),
@@ -192,7 +192,7 @@ impl VoucherRow {
     }
 }
 
-fn load(conn: &Connection, id: &VoucherId) -> ApiResult<Option<VoucherRow>> {
+pub(crate) fn load_voucher(conn: &Connection, id: &VoucherId) -> ApiResult<Option<VoucherRow>> {
     let sql = format!("SELECT {COLUMNS} {FROM} WHERE v.id = ?1");
     Ok(rows(conn, &sql, params![id.as_str()])?.pop())
 }
@@ -381,7 +381,7 @@ fn create_in_tx(
     {
         save_settings(conn, payer, settings, true)?;
     }
-    let row = load(conn, &id)?.ok_or_else(|| ApiError::internal("voucher vanished"))?;
+    let row = load_voucher(conn, &id)?.ok_or_else(|| ApiError::internal("voucher vanished"))?;
     Ok(row.to_voucher(server, now))
 }
 
@@ -392,13 +392,13 @@ async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Js
     let server = s.public_url.clone();
     let row = s
         .store
-        .read(move |conn| load(conn, &id)?.ok_or(ApiError::UnknownVoucher))
+        .read(move |conn| load_voucher(conn, &id)?.ok_or(ApiError::UnknownVoucher))
         .await?;
     Ok(Json(row.to_voucher(&server, now)))
 }
 
 /// What a redemption job decided.
-enum Redeemed {
+pub(crate) enum Redeemed {
     Done(Box<Redemption>),
     /// The money could not move: the voucher is now `failed` (committed), and this says why.
     Failed(String),
@@ -450,7 +450,7 @@ async fn redeem(
     clippy::too_many_arguments,
     reason = "each is one checked input of the redemption"
 )]
-fn redeem_in_tx(
+pub(crate) fn redeem_in_tx(
     conn: &Connection,
     events: &mut Vec<Event>,
     server: &ServerUrl,
@@ -460,7 +460,7 @@ fn redeem_in_tx(
     key: &IdempotencyKey,
     now: i64,
 ) -> ApiResult<Redeemed> {
-    let row = load(conn, id)?.ok_or(ApiError::UnknownVoucher)?;
+    let row = load_voucher(conn, id)?.ok_or(ApiError::UnknownVoucher)?;
     // A replay of this very redemption answers as the first time did.
     if row.state == VoucherState::Redeemed
         && row.redeem_key.as_deref() == Some(key.as_str())
@@ -525,7 +525,7 @@ fn redeem_in_tx(
             now
         ])?;
     if claimed != 1 {
-        let now_row = load(conn, id)?.ok_or(ApiError::UnknownVoucher)?;
+        let now_row = load_voucher(conn, id)?.ok_or(ApiError::UnknownVoucher)?;
         return Err(now_row.closed_error(now));
     }
     ledger::release_hold(conn, row.hold_id, false)?;
@@ -549,13 +549,14 @@ fn redeem_in_tx(
         Err(e @ (ApiError::Conflict(_) | ApiError::Internal(_))) => return Err(e),
         Err(e) => Some(e.to_string()),
     };
-    let after = load(conn, id)?.ok_or_else(|| ApiError::internal("voucher vanished"))?;
+    let after = load_voucher(conn, id)?.ok_or_else(|| ApiError::internal("voucher vanished"))?;
     if let Some(why) = event {
         // The money cannot move (the payee's wallet would pass its limit, say): the
         // voucher fails and its whole value stays with the payer (SPEC V3).
         conn.prepare_cached("UPDATE vouchers SET state = 'failed', used = 0 WHERE id = ?1")?
             .execute([id.as_str()])?;
-        let failed = load(conn, id)?.ok_or_else(|| ApiError::internal("voucher vanished"))?;
+        let failed =
+            load_voucher(conn, id)?.ok_or_else(|| ApiError::internal("voucher vanished"))?;
         events.push(Event::Account(
             failed.payer.clone(),
             AccountEvent::VoucherFailed {
@@ -598,7 +599,7 @@ async fn void(
         .store
         .write(move |conn, _| {
             proof.check(conn, &req.account, now)?;
-            let row = load(conn, &id)?.ok_or(ApiError::UnknownVoucher)?;
+            let row = load_voucher(conn, &id)?.ok_or(ApiError::UnknownVoucher)?;
             if row.payer != req.account {
                 // Not the payer's: as if it did not exist, so ids cannot be probed.
                 return Err(ApiError::UnknownVoucher);
@@ -607,7 +608,7 @@ async fn void(
                 return Err(row.closed_error(now));
             }
             close(conn, &row, VoucherState::Voided, now)?;
-            let row = load(conn, &id)?.ok_or(ApiError::UnknownVoucher)?;
+            let row = load_voucher(conn, &id)?.ok_or(ApiError::UnknownVoucher)?;
             Ok(row.to_voucher(&server, now))
         })
         .await?;

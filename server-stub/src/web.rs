@@ -10,7 +10,7 @@ use protocol::Catalog;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::paypage;
+use crate::{paypage, voucherpage};
 
 /// Largest poster file served.
 const MAX_POSTER_BYTES: u64 = 4 * 1024 * 1024;
@@ -23,6 +23,8 @@ pub fn router() -> Router<AppState> {
         .route("/assets/posters/{file}", get(poster))
         .route("/P/{id}", get(paypage::show).post(paypage::submit))
         .route("/p/{id}", get(paypage::show).post(paypage::submit))
+        .route("/V/{id}", get(voucherpage::show).post(voucherpage::submit))
+        .route("/v/{id}", get(voucherpage::show).post(voucherpage::submit))
 }
 
 async fn catalog(State(s): State<AppState>) -> Json<Catalog> {

@@ -14,6 +14,7 @@ mod paypage;
 mod pg_crash;
 mod phone;
 mod testclock;
+mod voucherpage;
 mod vouchers;
 
 use protocol::client::{Client, ClientError};

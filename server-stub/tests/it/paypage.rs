@@ -15,13 +15,13 @@ pub(crate) fn hidden(html: &str, name: &str) -> String {
     html[at..].split('\'').next().unwrap().to_owned()
 }
 
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     cookie: String,
 }
 
 impl Browser {
-    async fn open(url: &str) -> (Self, String) {
+    pub(crate) async fn open(url: &str) -> (Self, String) {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -44,13 +44,14 @@ impl Browser {
     }
 
     /// Posts the form as a browser does: with the cookie and this page's `Origin`.
-    async fn post(&self, url: &str, form: &[(&str, &str)]) -> (u16, String) {
-        let origin = url.split("/P/").next().unwrap();
+    pub(crate) async fn post(&self, url: &str, form: &[(&str, &str)]) -> (u16, String) {
+        // scheme://host:port
+        let origin = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
         let resp = self
             .http
             .post(url)
             .header("cookie", &self.cookie)
-            .header("origin", origin)
+            .header("origin", &origin)
             .form(form)
             .send()
             .await
