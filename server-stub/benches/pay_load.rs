@@ -213,6 +213,136 @@ async fn run(
     }
 }
 
+/// The voucher scenario: each client's payer makes a voucher and the next client's payer
+/// redeems it, `pairs` times in all over `c` clients, on SQLite with group commit.
+/// Returns (pairs, seconds, create latencies, redeem latencies, audit clean).
+async fn run_vouchers(pairs: usize, c: usize) -> (usize, f64, Vec<Duration>, Vec<Duration>, bool) {
+    let srv = TestServer::start().await;
+    let client = Client::new(srv.url.clone());
+    let eur = Currency::parse("EUR").unwrap();
+    let per_client = pairs.div_ceil(c) as u64;
+    let mut sessions = Vec::new();
+    for i in 0..c {
+        let id = AccountId::parse(&format!("vload-{i}")).unwrap();
+        let pin = Pin::parse("9999").unwrap();
+        client
+            .create_account(
+                &srv.admin_token,
+                &CreateAccount {
+                    id: id.clone(),
+                    name: format!("Voucher load {i}"),
+                    pin: pin.clone(),
+                    currency: eur,
+                },
+            )
+            .await
+            .unwrap();
+        client
+            .top_up(
+                &srv.admin_token,
+                &TopUp {
+                    account: id.clone(),
+                    amount: Money::new(per_client * 100 + 100, eur),
+                },
+            )
+            .await
+            .unwrap();
+        let s = client
+            .login(&LoginRequest {
+                account: id.clone(),
+                pin: pin.clone(),
+            })
+            .await
+            .unwrap();
+        // PIN on the first voucher only, so the measured ones take the session (argon2
+        // is measured apart).
+        client
+            .set_voucher_settings(
+                &id,
+                &s.token,
+                &protocol::VoucherSettings {
+                    pin_every_voucher: false,
+                    redeem_mode: protocol::RedeemMode::ScanThenConfirm,
+                },
+            )
+            .await
+            .unwrap();
+        let first = client
+            .create_voucher(&protocol::CreateVoucher {
+                account: id.clone(),
+                auth: PayerAuth::Pin(pin),
+                amount: Money::new(1, eur),
+                valid_for_s: None,
+                restrict_to: None,
+            })
+            .await
+            .unwrap();
+        client
+            .void_voucher(
+                &first.id,
+                &protocol::VoidVoucher {
+                    account: id,
+                    auth: PayerAuth::Session(s.token.clone()),
+                },
+            )
+            .await
+            .unwrap();
+        sessions.push(s);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..c {
+        let client = client.clone();
+        let payer = sessions[w].clone();
+        let payee = sessions[(w + 1) % c].clone();
+        let count = pairs / c + usize::from(w < pairs % c);
+        tasks.push(tokio::spawn(async move {
+            let (mut create, mut redeem) = (Vec::new(), Vec::new());
+            for _ in 0..count {
+                let t0 = Instant::now();
+                let v = client
+                    .create_voucher(&protocol::CreateVoucher {
+                        account: payer.account.clone(),
+                        auth: PayerAuth::Session(payer.token.clone()),
+                        amount: Money::new(100, eur),
+                        valid_for_s: None,
+                        restrict_to: None,
+                    })
+                    .await
+                    .expect("create a voucher");
+                let t1 = Instant::now();
+                client
+                    .redeem_voucher(
+                        &v.id,
+                        &IdempotencyKey::random(),
+                        &protocol::RedeemVoucher {
+                            account: payee.account.clone(),
+                            auth: PayerAuth::Session(payee.token.clone()),
+                            amount: Some(Money::new(60, eur)),
+                        },
+                    )
+                    .await
+                    .expect("redeem the voucher");
+                create.push(t1 - t0);
+                redeem.push(t1.elapsed());
+            }
+            (create, redeem)
+        }));
+    }
+    let (mut create, mut redeem) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (a, b) = t.await.unwrap();
+        create.extend(a);
+        redeem.extend(b);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    create.sort();
+    redeem.sort();
+    let audit = client.audit().await.unwrap();
+    srv.stop().await;
+    (pairs, secs, create, redeem, audit.ok)
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -265,6 +395,24 @@ fn main() {
         let ratio =
             (results[1].n as f64 / results[1].secs) / (results[0].n as f64 / results[0].secs);
         println!("group commit / naive throughput: {ratio:.1}x");
+
+        // Vouchers: create + partial redeem pairs, SQLite group commit.
+        let (pairs, secs, create, redeem, voucher_audit) = run_vouchers(n / 2, c).await;
+        println!();
+        println!(
+            "{:<26} {:>8} {:>12} {:>14} {:>14} {:>9}",
+            "vouchers", "pairs", "pairs/s", "create p99 ms", "redeem p99 ms", "audit"
+        );
+        println!(
+            "{:<26} {:>8} {:>12.0} {:>14.2} {:>14.2} {:>9}",
+            "SQLite group commit",
+            pairs,
+            pairs as f64 / secs,
+            pct(&create, 0.99),
+            pct(&redeem, 0.99),
+            if voucher_audit { "clean" } else { "PROBLEMS" },
+        );
+        assert!(voucher_audit, "ledger audit failed after the voucher run");
 
         // argon2 cost of one PIN check (what a PIN payment adds), measured apart.
         let pin = Pin::parse("1234").unwrap();
