@@ -37,15 +37,14 @@ fn time_left(ms: i64) -> String {
 fn summary(row: &VoucherRow, now: i64) -> String {
     let validity = match row.effective_state(now) {
         VoucherState::Unused => format!(
-            "<p class=meta>Valid for {} more</p>",
+            "<p class=meta>Valid for {} more</p><p class=hint>Only redeem a voucher you \
+             were meant to get: whoever has this link can use it.</p>",
             time_left(row.expires_at_ms - now)
         ),
         _ => String::new(),
     };
     format!(
-        "<div class=card><h1>Voucher from {}</h1><div class=amount>{}</div>{validity}\
-         <p class=hint>Only redeem a voucher you were meant to get: whoever has this link \
-         can use it.</p></div>",
+        "<div class=card><h1>Voucher from {}</h1><div class=amount>{}</div>{validity}</div>",
         escape(&row.payer_name),
         escape(&row.face_value.to_string()),
     )
@@ -223,7 +222,10 @@ pub async fn submit(
     let csrf = cookie.unwrap_or_else(Token::random);
     let account_text = f.account.trim().to_lowercase();
     let now = s.clock.now_ms();
-    match redeem(&s, &row, &f, &account_text, ip).await {
+    let result = redeem(&s, &row, &f, &account_text, ip).await;
+    // Shown as it is now (redeemed, or closed by whoever got there first).
+    let row = load(&s, id.clone()).await.ok().flatten().unwrap_or(row);
+    match result {
         Ok(r) => {
             let back = if r.released.minor > 0 {
                 format!(

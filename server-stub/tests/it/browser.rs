@@ -326,3 +326,47 @@ async fn chromium_shows_expired_links_as_errors_and_keeps_the_typed_address() {
     assert!(c.audit().await.unwrap().ok);
     srv.stop().await;
 }
+
+/// Issue 12: the voucher link opened in a phone browser: see it, log in, redeem part.
+#[tokio::test]
+async fn chromium_redeems_part_of_a_voucher_on_its_page() {
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    let eur = protocol::Currency::parse("EUR").unwrap();
+    let v = c
+        .create_voucher(&protocol::CreateVoucher {
+            account: account("alice"),
+            auth: pin("1234"),
+            amount: protocol::Money::new(25_00, eur),
+            valid_for_s: Some(7_200),
+            restrict_to: None,
+        })
+        .await
+        .unwrap();
+    let d = Driver::start().await;
+    d.goto(&v.link.to_string()).await;
+    let t = d.wait_for("Voucher from Alice Martin").await;
+    assert!(
+        t.contains("25.00 EUR") && t.contains("Valid for 2 hours more"),
+        "{t}"
+    );
+    d.screenshot("voucherpage-form.png").await;
+
+    d.type_into("#account", "bob").await;
+    d.type_into("#pin", "2468").await;
+    d.type_into("#amount", "10.00").await;
+    d.click("button[type=submit]").await;
+    let t = d.wait_for("Redeemed 10.00 EUR").await;
+    assert!(t.contains("15.00 EUR went back to Alice Martin"), "{t}");
+    d.screenshot("voucherpage-redeemed.png").await;
+    let after = c.voucher(&v.id).await.unwrap();
+    assert_eq!(after.state, protocol::VoucherState::Redeemed);
+    assert_eq!(after.used, protocol::Money::new(10_00, eur));
+
+    // Opened again: it says so, and offers nothing to redeem.
+    d.goto(&v.link.to_string()).await;
+    d.wait_for("redeemed already").await;
+    d.quit().await;
+    assert!(c.audit().await.unwrap().ok);
+    srv.stop().await;
+}
