@@ -36,6 +36,9 @@ pub const WRITE_QUEUE_LEN: usize = 8_192;
 pub const DEFAULT_MAX_BATCH: usize = 512;
 /// Default number of reader connections.
 pub const DEFAULT_READERS: usize = 4;
+/// Prepared statements kept per SQLite connection (every distinct statement the server
+/// runs fits).
+const STATEMENT_CACHE: usize = 256;
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
@@ -146,6 +149,9 @@ struct ReaderPool {
 fn open_sqlite(path: &Path, flags: OpenFlags) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    // rusqlite keeps 16 prepared statements by default; one payment alone uses about as
+    // many, so the writer would parse its SQL again on every job.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an
     // acknowledged payment survives power loss, not only a process kill.
     conn.pragma_update(None, "journal_mode", "WAL")?;

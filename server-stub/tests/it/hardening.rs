@@ -211,7 +211,8 @@ async fn every_v1_error_has_a_json_body_with_the_right_status() {
     assert_eq!((status, body.error.code), (414, ErrorCode::UriTooLong));
 
     let mut req = http.get(format!("{base}/v1/catalog"));
-    for i in 0..150 {
+    // More than MAX_HEADERS (100), fewer than hyper is allowed to parse (128).
+    for i in 0..120 {
         req = req.header(format!("x-filler-{i}"), "1");
     }
     let (status, body) = error_body(req.send().await.unwrap()).await;
