@@ -44,6 +44,53 @@ struct Outcome {
     sampled: usize,
 }
 
+/// `c` wallets `{prefix}-{i}` with `balance` EUR minor units each, signed in.
+async fn make_payers(
+    client: &Client,
+    admin: &str,
+    prefix: &str,
+    c: usize,
+    balance: u64,
+) -> Vec<(Pin, protocol::Session)> {
+    let eur = Currency::parse("EUR").unwrap();
+    let mut out = Vec::with_capacity(c);
+    for i in 0..c {
+        let id = AccountId::parse(&format!("{prefix}-{i}")).unwrap();
+        let pin = Pin::parse("9999").unwrap();
+        client
+            .create_account(
+                admin,
+                &CreateAccount {
+                    id: id.clone(),
+                    name: format!("{prefix} {i}"),
+                    pin: pin.clone(),
+                    currency: eur,
+                },
+            )
+            .await
+            .unwrap();
+        client
+            .top_up(
+                admin,
+                &TopUp {
+                    account: id.clone(),
+                    amount: Money::new(balance, eur),
+                },
+            )
+            .await
+            .unwrap();
+        let s = client
+            .login(&LoginRequest {
+                account: id,
+                pin: pin.clone(),
+            })
+            .await
+            .unwrap();
+        out.push((pin, s));
+    }
+    out
+}
+
 async fn run(
     label: &str,
     max_batch: usize,
@@ -63,42 +110,14 @@ async fn run(
     // Client `w` pays through node `pay_node(w)`; its TVs live on the next node.
     let pay_node = |w: usize| w % clients.len();
     let tv_node = |w: usize| (w + 1) % clients.len();
-    let eur = Currency::parse("EUR").unwrap();
     let per_payer = n.div_ceil(c) as u64;
 
     // Payers with session tokens.
-    let mut sessions = Vec::new();
-    for i in 0..c {
-        let id = AccountId::parse(&format!("load-{i}")).unwrap();
-        let pin = Pin::parse("9999").unwrap();
-        client
-            .create_account(
-                &srv.admin_token,
-                &CreateAccount {
-                    id: id.clone(),
-                    name: format!("Load {i}"),
-                    pin: pin.clone(),
-                    currency: eur,
-                },
-            )
-            .await
-            .unwrap();
-        client
-            .top_up(
-                &srv.admin_token,
-                &TopUp {
-                    account: id.clone(),
-                    amount: Money::new(per_payer * 1_000, eur),
-                },
-            )
-            .await
-            .unwrap();
-        let s = client
-            .login(&LoginRequest { account: id, pin })
-            .await
-            .unwrap();
-        sessions.push(s);
-    }
+    let sessions: Vec<_> = make_payers(&client, &srv.admin_token, "load", c, per_payer * 1_000)
+        .await
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
 
     // Orders, created concurrently, one TV each (a TV that owns the film is not sold
     // it again).
@@ -222,38 +241,16 @@ async fn run_vouchers(pairs: usize, c: usize) -> (usize, f64, Vec<Duration>, Vec
     let eur = Currency::parse("EUR").unwrap();
     let per_client = pairs.div_ceil(c) as u64;
     let mut sessions = Vec::new();
-    for i in 0..c {
-        let id = AccountId::parse(&format!("vload-{i}")).unwrap();
-        let pin = Pin::parse("9999").unwrap();
-        client
-            .create_account(
-                &srv.admin_token,
-                &CreateAccount {
-                    id: id.clone(),
-                    name: format!("Voucher load {i}"),
-                    pin: pin.clone(),
-                    currency: eur,
-                },
-            )
-            .await
-            .unwrap();
-        client
-            .top_up(
-                &srv.admin_token,
-                &TopUp {
-                    account: id.clone(),
-                    amount: Money::new(per_client * 100 + 100, eur),
-                },
-            )
-            .await
-            .unwrap();
-        let s = client
-            .login(&LoginRequest {
-                account: id.clone(),
-                pin: pin.clone(),
-            })
-            .await
-            .unwrap();
+    for (pin, s) in make_payers(
+        &client,
+        &srv.admin_token,
+        "vload",
+        c,
+        per_client * 100 + 100,
+    )
+    .await
+    {
+        let id = s.account.clone();
         // PIN on the first voucher only, so the measured ones take the session (argon2
         // is measured apart).
         client

@@ -115,6 +115,60 @@ pub(crate) fn csrf_cookie(key: &Key, headers: &HeaderMap) -> Option<Token> {
         .and_then(|c| Token::parse(c.value()).ok())
 }
 
+/// The CSRF nonce for a page with a form: the request's own (signed) cookie, or a fresh
+/// one with the `Set-Cookie` value that carries it.
+pub(crate) fn csrf_for_page(key: &Key, headers: &HeaderMap) -> (Token, Option<String>) {
+    match csrf_cookie(key, headers) {
+        Some(t) => (t, None),
+        None => {
+            let t = Token::random();
+            let c = signed_csrf_cookie(key, &t);
+            (t, Some(c))
+        }
+    }
+}
+
+/// A posted form's CSRF check: its hidden `posted` nonce must equal the signed cookie's,
+/// and it must come from this server's page. `Err` is the page to answer with.
+pub(crate) fn check_posted_form(
+    s: &AppState,
+    headers: &HeaderMap,
+    posted: &str,
+    again: &str,
+) -> Result<Token, Box<Response>> {
+    let cookie = csrf_cookie(&s.csrf_key, headers);
+    let csrf_ok = cookie
+        .as_ref()
+        .is_some_and(|c| constant_time_eq(c.expose().as_bytes(), posted.as_bytes()));
+    match cookie {
+        Some(token) if csrf_ok && same_origin(s, headers) => Ok(token),
+        _ => Err(Box::new(page(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            &format!(
+                "<div class=card><h1>This form has expired</h1><p>{}</p></div>",
+                escape(again)
+            ),
+            None,
+        ))),
+    }
+}
+
+/// Human words for a refused PIN, shared by the web pages.
+pub(crate) fn pin_refusal(e: &ApiError) -> Option<String> {
+    match e {
+        ApiError::WrongPin { remaining } => Some(format!(
+            "Wrong PIN. {remaining} more wrong {} will block this device from the account for 15 minutes.",
+            if *remaining == 1 { "try" } else { "tries" }
+        )),
+        ApiError::AccountLocked { retry_after_s } => Some(format!(
+            "Too many wrong PINs: this account cannot be used from here for now. Try again in {} minutes.",
+            retry_after_s.div_ceil(60)
+        )),
+        _ => None,
+    }
+}
+
 fn summary(row: &OrderRow) -> String {
     format!(
         "<div class=card><h1>{}</h1><div class=amount>{}</div>\
@@ -168,14 +222,9 @@ fn human(e: &ApiError) -> String {
         ApiError::OrderExpired => "This code has expired. Ask the TV for a new one.".into(),
         ApiError::OrderCancelled => "This order was cancelled on the TV.".into(),
         ApiError::AlreadyPaid => "This order is already paid.".into(),
-        ApiError::WrongPin { remaining } => format!(
-            "Wrong PIN. {remaining} more wrong {} will block this device from the account for 15 minutes.",
-            if *remaining == 1 { "try" } else { "tries" }
-        ),
-        ApiError::AccountLocked { retry_after_s } => format!(
-            "Too many wrong PINs: this account cannot be used from here for now. Try again in {} minutes.",
-            retry_after_s.div_ceil(60)
-        ),
+        e @ (ApiError::WrongPin { .. } | ApiError::AccountLocked { .. }) => {
+            pin_refusal(e).unwrap_or_default()
+        }
         ApiError::InsufficientFunds(why) => format!("Not enough money to pay: {why}."),
         ApiError::UnknownAccount => "There is no account with that name.".into(),
         ApiError::DeliveryAddressRequired => "Please enter a delivery address.".into(),
@@ -242,14 +291,7 @@ pub async fn show(
         );
         return page(StatusCode::OK, title, &body, None);
     }
-    let (csrf, set) = match csrf_cookie(&s.csrf_key, &headers) {
-        Some(t) => (t, None),
-        None => {
-            let t = Token::random();
-            let c = signed_csrf_cookie(&s.csrf_key, &t);
-            (t, Some(c))
-        }
-    };
+    let (csrf, set) = csrf_for_page(&s.csrf_key, &headers);
     let body = format!("{}{}", summary(&row), form(&row, &csrf, None, "", ""));
     page(StatusCode::OK, &row.item.title, &body, set.as_deref())
 }
@@ -307,21 +349,14 @@ pub async fn submit(
         Ok(None) => return not_found(StatusCode::NOT_FOUND, "Unknown order"),
         Err(e) => return e.into_response(),
     };
-    let cookie = csrf_cookie(&s.csrf_key, &headers);
-    let csrf_ok = cookie
-        .as_ref()
-        .is_some_and(|c| constant_time_eq(c.expose().as_bytes(), f.csrf.as_bytes()));
-    if !csrf_ok || !same_origin(&s, &headers) {
-        tracing::warn!(order = %id, "pay form refused: cross-site or stale form");
-        return page(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            "<div class=card><h1>This form has expired</h1><p>Open the link from the TV's \
-             code again and pay from that page.</p></div>",
-            None,
-        );
-    }
-    let csrf = cookie.unwrap_or_else(Token::random);
+    let again = "Open the link from the TV's code again and pay from that page.";
+    let csrf = match check_posted_form(&s, &headers, &f.csrf, again) {
+        Ok(t) => t,
+        Err(refused) => {
+            tracing::warn!(order = %id, "pay form refused: cross-site or stale form");
+            return *refused;
+        }
+    };
     let account_text = f.account.trim().to_lowercase();
     let result = pay(&s, &row, &f, &account_text, ip).await;
     match result {

@@ -16,8 +16,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::extract::ClientIp;
-use crate::paypage::{csrf_cookie, escape, page, same_origin, signed_csrf_cookie};
-use crate::sessions::constant_time_eq;
+use crate::paypage::{check_posted_form, csrf_for_page, escape, page, pin_refusal};
 use crate::vouchers::{Redeemed, VoucherRow, load_voucher, redeem_in_tx};
 use crate::{AppState, pin};
 
@@ -86,14 +85,9 @@ fn human(e: &ApiError) -> String {
              made it. Ask them for a new one."
                 .into()
         }
-        ApiError::WrongPin { remaining } => format!(
-            "Wrong PIN. {remaining} more wrong {} will block this device from the account for 15 minutes.",
-            if *remaining == 1 { "try" } else { "tries" }
-        ),
-        ApiError::AccountLocked { retry_after_s } => format!(
-            "Too many wrong PINs: this account cannot be used from here for now. Try again in {} minutes.",
-            retry_after_s.div_ceil(60)
-        ),
+        e @ (ApiError::WrongPin { .. } | ApiError::AccountLocked { .. }) => {
+            pin_refusal(e).unwrap_or_default()
+        }
         ApiError::UnknownAccount => "There is no wallet with that name.".into(),
         ApiError::NotAllowed(why) => format!("You cannot redeem this voucher: {why}."),
         ApiError::CurrencyMismatch(why) => format!("This voucher cannot go to that wallet: {why}."),
@@ -152,14 +146,7 @@ pub async fn show(
         );
         return page(StatusCode::OK, "Voucher", &body, None);
     }
-    let (csrf, set) = match csrf_cookie(&s.csrf_key, &headers) {
-        Some(t) => (t, None),
-        None => {
-            let t = Token::random();
-            let c = signed_csrf_cookie(&s.csrf_key, &t);
-            (t, Some(c))
-        }
-    };
+    let (csrf, set) = csrf_for_page(&s.csrf_key, &headers);
     let body = format!(
         "{}{}",
         summary(&row, now),
@@ -202,24 +189,17 @@ pub async fn submit(
         Ok(None) => return not_found(StatusCode::NOT_FOUND),
         Err(e) => return e.into_response(),
     };
-    let cookie = csrf_cookie(&s.csrf_key, &headers);
-    let csrf_ok = cookie
-        .as_ref()
-        .is_some_and(|c| constant_time_eq(c.expose().as_bytes(), f.csrf.as_bytes()));
-    if !csrf_ok || !same_origin(&s, &headers) {
-        tracing::warn!(
-            voucher = id.log_prefix(),
-            "voucher form refused: cross-site or stale form"
-        );
-        return page(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            "<div class=card><h1>This form has expired</h1><p>Open the voucher's link again \
-             and redeem it from that page.</p></div>",
-            None,
-        );
-    }
-    let csrf = cookie.unwrap_or_else(Token::random);
+    let again = "Open the voucher's link again and redeem it from that page.";
+    let csrf = match check_posted_form(&s, &headers, &f.csrf, again) {
+        Ok(t) => t,
+        Err(refused) => {
+            tracing::warn!(
+                voucher = id.log_prefix(),
+                "voucher form refused: cross-site or stale form"
+            );
+            return *refused;
+        }
+    };
     let account_text = f.account.trim().to_lowercase();
     let now = s.clock.now_ms();
     let result = redeem(&s, &row, &f, &account_text, ip).await;
