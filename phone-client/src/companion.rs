@@ -852,6 +852,12 @@ impl Companion {
                         used = %voucher.used, "one of this account's vouchers changed"
                     );
                 }
+                AccountEvent::PacketClaimed { set, amount, .. } => {
+                    tracing::info!(set = set.id.log_prefix(), %amount, "a red packet was claimed");
+                }
+                AccountEvent::PacketsFinished { set } | AccountEvent::PacketsRefunded { set } => {
+                    tracing::info!(set = set.id.log_prefix(), state = ?set.state, "red packets closed");
+                }
                 AccountEvent::Other => {}
             }
         }

@@ -8,8 +8,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AccountId, DeviceId, IdempotencyKey, ItemId, Money, OrderId, PayLink, PhoneNumber, Pin,
-    ShortCode, Token, VoucherId, VoucherLink,
+    AccountId, DeviceId, IdempotencyKey, ItemId, Money, OrderId, PacketLink, PacketSetId, PayLink,
+    PhoneNumber, Pin, ShortCode, Token, VoucherId, VoucherLink,
 };
 
 /// The API version prefix every endpoint lives under.
@@ -299,6 +299,20 @@ pub enum AccountEvent {
     VoucherFailed {
         voucher: Voucher,
     },
+    /// Someone claimed a packet of a set this account sent.
+    PacketClaimed {
+        set: PacketSet,
+        recipient: AccountId,
+        amount: Money,
+    },
+    /// Every packet of a set this account sent was claimed.
+    PacketsFinished {
+        set: PacketSet,
+    },
+    /// A set this account sent expired: what nobody claimed came back.
+    PacketsRefunded {
+        set: PacketSet,
+    },
     /// An event this client does not know (sent by a newer server).
     #[serde(other)]
     Other,
@@ -313,6 +327,9 @@ impl AccountEvent {
             Self::VoucherRedeemed { .. } => "voucher_redeemed",
             Self::VoucherExpired { .. } => "voucher_expired",
             Self::VoucherFailed { .. } => "voucher_failed",
+            Self::PacketClaimed { .. } => "packet_claimed",
+            Self::PacketsFinished { .. } => "packets_finished",
+            Self::PacketsRefunded { .. } => "packets_refunded",
             Self::Other => "other",
         }
     }
@@ -448,6 +465,13 @@ pub enum ErrorCode {
     NotAllowed,
     /// The amount or account is in another currency than the voucher.
     CurrencyMismatch,
+    UnknownPackets,
+    /// This account already claimed a packet of this set.
+    AlreadyClaimed,
+    /// Every packet of the set is taken.
+    SoldOut,
+    /// The set expired; what nobody claimed went back to the sender.
+    PacketsExpired,
     /// A code this client does not know (sent by a newer server).
     #[serde(other)]
     Unknown,
@@ -492,6 +516,10 @@ impl ErrorCode {
             Self::PinRequired => "pin_required",
             Self::NotAllowed => "not_allowed",
             Self::CurrencyMismatch => "currency_mismatch",
+            Self::UnknownPackets => "unknown_packets",
+            Self::AlreadyClaimed => "already_claimed",
+            Self::SoldOut => "sold_out",
+            Self::PacketsExpired => "packets_expired",
             Self::Unknown => "unknown",
         }
     }
@@ -657,6 +685,118 @@ pub enum VoucherKind {
     #[default]
     Issued,
     Redeemed,
+}
+
+/// How a red-packet set's total is made (SPEC R1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PacketSplit {
+    /// `total` cut at random into the packets (each at least one minor unit).
+    Random { total: Money },
+    /// `each` in every packet.
+    Fixed { each: Money },
+}
+
+/// `POST /v1/packets/quote`: what a set would take, before the sender confirms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacketQuoteRequest {
+    pub count: u32,
+    pub split: PacketSplit,
+}
+
+/// The answer to a quote (SPEC R1, R4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketQuote {
+    /// What leaves the sender's wallet.
+    pub total: Money,
+    /// The average packet.
+    pub average: Money,
+    /// Said when the average packet is unusually large, so a slip of the finger is caught.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// `POST /v1/packets`: the sender confirms; the total moves to escrow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePackets {
+    pub account: AccountId,
+    pub auth: PayerAuth,
+    pub count: u32,
+    pub split: PacketSplit,
+    #[serde(default)]
+    pub message: String,
+    /// Only these accounts may claim (default: anyone with the link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<AccountId>>,
+    /// How long packets can be claimed, in seconds (default one day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_for_s: Option<u64>,
+}
+
+/// A red-packet set's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PacketSetState {
+    /// Packets can be claimed.
+    Open,
+    /// Every packet was claimed.
+    Finished,
+    /// It expired; what nobody claimed went back to the sender.
+    Refunded,
+}
+
+/// One claimed packet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketClaim {
+    pub recipient: AccountId,
+    pub recipient_name: String,
+    pub amount: Money,
+    pub claimed_at_ms: i64,
+    /// The largest packet claimed so far (SPEC R5); ties all marked.
+    pub largest: bool,
+}
+
+/// A red-packet set as its sender and its recipients see it (`GET /v1/packets/{id}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketSet {
+    pub id: PacketSetId,
+    /// The claim link (QR content).
+    pub link: PacketLink,
+    pub sender: AccountId,
+    pub sender_name: String,
+    pub message: String,
+    pub count: u32,
+    pub total: Money,
+    /// `fixed` sets have equal packets; `random` ones were cut at random.
+    pub fixed: bool,
+    pub state: PacketSetState,
+    pub claims: Vec<PacketClaim>,
+    /// Packets not claimed yet.
+    pub remaining: u32,
+    /// What went back to the sender at expiry.
+    pub refunded: Money,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// Who may claim, when restricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<AccountId>>,
+}
+
+/// `POST /v1/packets/{id}/claim`: the recipient, proving who they are, takes one packet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimPacket {
+    pub account: AccountId,
+    pub auth: PayerAuth,
+}
+
+/// The answer to a claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claimed {
+    pub amount: Money,
+    pub set: PacketSet,
 }
 
 /// The query of `GET /v1/accounts/{id}/vouchers`: all fields optional.

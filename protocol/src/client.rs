@@ -14,8 +14,8 @@ use crate::api::*;
 /// Most pages [`Client::entitlements`] fetches (100 entitlements each).
 pub const MAX_ENTITLEMENT_PAGES: usize = 100;
 use crate::{
-    AccountId, DeviceId, IdempotencyKey, OrderId, PhoneNumber, ServerUrl, ShortCode, Token,
-    VoucherId,
+    AccountId, DeviceId, IdempotencyKey, OrderId, PacketSetId, PhoneNumber, ServerUrl, ShortCode,
+    Token, VoucherId,
 };
 
 /// Time allowed to open a TCP connection to the server.
@@ -288,6 +288,33 @@ impl Client {
                 .bearer_auth(session.expose()),
         )
         .await
+    }
+
+    /// `POST /v1/packets/quote`: what a red-packet set would take.
+    pub async fn quote_packets(
+        &self,
+        req: &PacketQuoteRequest,
+    ) -> Result<PacketQuote, ClientError> {
+        self.post("/v1/packets/quote", req).await
+    }
+
+    /// `POST /v1/packets`: sends a red-packet set (the total goes to escrow).
+    pub async fn create_packets(&self, req: &CreatePackets) -> Result<PacketSet, ClientError> {
+        self.post("/v1/packets", req).await
+    }
+
+    /// `GET /v1/packets/{id}`: the set, with who got how much.
+    pub async fn packets(&self, id: &PacketSetId) -> Result<PacketSet, ClientError> {
+        self.get(&format!("/v1/packets/{id}")).await
+    }
+
+    /// `POST /v1/packets/{id}/claim`: one packet for the caller.
+    pub async fn claim_packet(
+        &self,
+        id: &PacketSetId,
+        req: &ClaimPacket,
+    ) -> Result<Claimed, ClientError> {
+        self.post(&format!("/v1/packets/{id}/claim"), req).await
     }
 
     /// `GET /v1/accounts/{id}/voucher-settings` with a session token.

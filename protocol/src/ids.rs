@@ -135,33 +135,48 @@ impl OrderId {
     }
 }
 
-/// A voucher id: 128 random bits as 26 upper-case base32 characters, like an order id.
-///
-/// A voucher is a bearer instrument: whoever has its id (its QR code) can redeem it, so
-/// the id is unguessable and the server logs only its first characters.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct VoucherId(String);
-string_newtype!(VoucherId);
+/// A newtype id of 128 random bits in the order-id form (26 upper-case base32
+/// characters), parsed in any case, logged by its first characters only.
+macro_rules! random_id {
+    ($(#[$doc:meta])* $name:ident, $err:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+        string_newtype!($name);
 
-impl VoucherId {
-    pub const LEN: usize = OrderId::LEN;
+        impl $name {
+            pub const LEN: usize = OrderId::LEN;
 
-    pub fn random() -> Self {
-        Self(OrderId::random().0)
-    }
+            pub fn random() -> Self {
+                Self(OrderId::random().0)
+            }
 
-    pub fn parse(s: &str) -> Result<Self, ParseError> {
-        OrderId::parse(s)
-            .map(|o| Self(o.0))
-            .map_err(|_| ParseError::VoucherId)
-    }
+            pub fn parse(s: &str) -> Result<Self, ParseError> {
+                OrderId::parse(s).map(|o| Self(o.0)).map_err(|_| $err)
+            }
 
-    /// The first characters, enough to tell vouchers apart in a log, useless to redeem.
-    pub fn log_prefix(&self) -> &str {
-        &self.0[..6]
-    }
+            /// The first characters, enough to tell ids apart in a log, useless to use.
+            pub fn log_prefix(&self) -> &str {
+                &self.0[..6]
+            }
+        }
+    };
 }
+
+random_id!(
+    /// A voucher id. A voucher is a bearer instrument: whoever has its id (its QR code)
+    /// can redeem it, so the id is unguessable and the server logs only its first
+    /// characters.
+    VoucherId,
+    ParseError::VoucherId
+);
+
+random_id!(
+    /// A red-packet set id: the claim link's secret part.
+    PacketSetId,
+    ParseError::PacketSetId
+);
 
 /// The RFC 8628 §6.1 user-code alphabet: consonants only, no vowels (no words), no
 /// digits (no 0/O or 1/I confusion).

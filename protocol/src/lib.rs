@@ -20,12 +20,13 @@ pub mod text;
 pub use api::*;
 pub use discovery::{DiscoveryRecord, SERVICE_TYPE};
 pub use ids::{
-    AccountId, DeviceId, IdempotencyKey, ItemId, OrderId, PhoneNumber, Pin, SHORT_CODE_ALPHABET,
-    ShortCode, Token, VoucherId, hex, random_bytes,
+    AccountId, DeviceId, IdempotencyKey, ItemId, OrderId, PacketSetId, PhoneNumber, Pin,
+    SHORT_CODE_ALPHABET, ShortCode, Token, VoucherId, hex, random_bytes,
 };
 pub use money::{Currency, Money};
 pub use paylink::{
-    MAX_SERVER_URL_LEN, MAX_URL_LEN, PayLink, ServerUrl, VoucherLink, is_qr_alphanumeric,
+    MAX_SERVER_URL_LEN, MAX_URL_LEN, PacketLink, PayLink, ServerUrl, VoucherLink,
+    is_qr_alphanumeric,
 };
 
 /// Why a value from outside (wire, QR, user input) was refused.
@@ -62,6 +63,10 @@ pub enum ParseError {
     VoucherId,
     #[error("not a Couchpay voucher link")]
     VoucherLink,
+    #[error("not a valid red-packet id")]
+    PacketSetId,
+    #[error("not a Couchpay red-packet link")]
+    PacketLink,
     #[error("discovery record lacks the `{0}` key")]
     MissingTxtKey(&'static str),
     #[error("unsupported discovery record version")]

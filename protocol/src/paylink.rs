@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{OrderId, ParseError, VoucherId};
+use crate::{OrderId, PacketSetId, ParseError, VoucherId};
 
 /// Longest pay link or server URL accepted, in bytes.
 pub const MAX_URL_LEN: usize = 256;
@@ -138,68 +138,6 @@ fn split_link<'a>(s: &'a str, path: &str) -> Option<(ServerUrl, &'a str)> {
     Some((ServerUrl(format!("{scheme}://{authority}")), id))
 }
 
-/// The path in front of the voucher id in a voucher link.
-const VOUCHER_PATH: &str = "/V/";
-
-/// The content of a voucher's QR code: `HTTP://HOST:PORT/V/<VOUCHER-ID>`, upper case
-/// like a pay link (so the QR stays as small), and opened in a browser it shows the
-/// voucher page. It is a bearer instrument: whoever has it can redeem the voucher.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct VoucherLink {
-    pub server: ServerUrl,
-    pub voucher: VoucherId,
-}
-
-impl VoucherLink {
-    pub fn new(server: ServerUrl, voucher: VoucherId) -> Self {
-        Self { server, voucher }
-    }
-
-    /// Parses a voucher link in any letter case; anything else is a
-    /// [`ParseError::VoucherLink`].
-    pub fn parse(s: &str) -> Result<Self, ParseError> {
-        let (server, id) = split_link(s, VOUCHER_PATH).ok_or(ParseError::VoucherLink)?;
-        let voucher = VoucherId::parse(id).map_err(|_| ParseError::VoucherLink)?;
-        Ok(Self { server, voucher })
-    }
-}
-
-impl fmt::Display for VoucherLink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}{VOUCHER_PATH}{}",
-            self.server.as_str().to_ascii_uppercase(),
-            self.voucher
-        )
-    }
-}
-
-/// Only the id's first characters: the link is a bearer secret.
-impl fmt::Debug for VoucherLink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "VoucherLink({}{VOUCHER_PATH}{}…)",
-            self.server,
-            self.voucher.log_prefix()
-        )
-    }
-}
-
-impl Serialize for VoucherLink {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for VoucherLink {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 impl fmt::Display for PayLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -236,6 +174,88 @@ impl<'de> Deserialize<'de> for PayLink {
         Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
+
+/// A link `HTTP://HOST:PORT<path><ID>` to one thing on a server, upper case like a pay
+/// link (so its QR code stays as small) and opened in a browser it shows that thing's
+/// page. It is a bearer secret: `Debug` shows only the id's first characters.
+macro_rules! id_link {
+    ($(#[$doc:meta])* $name:ident, $field:ident: $id:ty, $path:expr, $err:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash)]
+        pub struct $name {
+            pub server: ServerUrl,
+            pub $field: $id,
+        }
+
+        impl $name {
+            pub fn new(server: ServerUrl, $field: $id) -> Self {
+                Self { server, $field }
+            }
+
+            /// Parses the link in any letter case; anything else is refused.
+            pub fn parse(s: &str) -> Result<Self, ParseError> {
+                let (server, id) = split_link(s, $path).ok_or($err)?;
+                let $field = <$id>::parse(id).map_err(|_| $err)?;
+                Ok(Self { server, $field })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "{}{}{}",
+                    self.server.as_str().to_ascii_uppercase(),
+                    $path,
+                    self.$field
+                )
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "{}({}{}{}…)",
+                    stringify!($name),
+                    self.server,
+                    $path,
+                    self.$field.log_prefix()
+                )
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+id_link!(
+    /// The content of a voucher's QR code: `HTTP://HOST:PORT/V/<VOUCHER-ID>`. Whoever has
+    /// it can redeem the voucher.
+    VoucherLink,
+    voucher: VoucherId,
+    "/V/",
+    ParseError::VoucherLink
+);
+
+id_link!(
+    /// The claim link of a red-packet set: `HTTP://HOST:PORT/R/<SET-ID>` (its QR content).
+    PacketLink,
+    set: PacketSetId,
+    "/R/",
+    ParseError::PacketLink
+);
 
 /// Is every character of `s` in the QR alphanumeric set?
 pub fn is_qr_alphanumeric(s: &str) -> bool {

@@ -128,6 +128,18 @@ fn pg_detail(e: &postgres::Error) -> String {
 }
 
 impl Error {
+    /// A unique index refused the row (a duplicate key).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
+            Self::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
+            _ => false,
+        }
+    }
+
     /// A conflict with a concurrent transaction (deadlock, serialization failure):
     /// retrying the whole transaction is the remedy.
     pub fn is_retryable(&self) -> bool {

@@ -89,6 +89,14 @@ pub enum ApiError {
     NotAllowed(String),
     #[error("wrong currency: {0}")]
     CurrencyMismatch(String),
+    #[error("no such red packets")]
+    UnknownPackets,
+    #[error("you already claimed a packet of this set")]
+    AlreadyClaimed,
+    #[error("every packet of this set has been claimed")]
+    SoldOut,
+    #[error("these red packets have expired; what nobody claimed went back to the sender")]
+    PacketsExpired,
 }
 
 impl ApiError {
@@ -134,6 +142,10 @@ impl ApiError {
             Self::PinRequired(_) => ErrorCode::PinRequired,
             Self::NotAllowed(_) => ErrorCode::NotAllowed,
             Self::CurrencyMismatch(_) => ErrorCode::CurrencyMismatch,
+            Self::UnknownPackets => ErrorCode::UnknownPackets,
+            Self::AlreadyClaimed => ErrorCode::AlreadyClaimed,
+            Self::SoldOut => ErrorCode::SoldOut,
+            Self::PacketsExpired => ErrorCode::PacketsExpired,
         }
     }
 
@@ -167,6 +179,9 @@ impl ApiError {
             Self::PinRequired(_) => StatusCode::UNAUTHORIZED,
             Self::NotAllowed(_) => StatusCode::FORBIDDEN,
             Self::CurrencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnknownPackets => StatusCode::NOT_FOUND,
+            Self::AlreadyClaimed | Self::SoldOut => StatusCode::CONFLICT,
+            Self::PacketsExpired => StatusCode::GONE,
         }
     }
 

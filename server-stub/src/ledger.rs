@@ -181,6 +181,22 @@ pub fn issuance_account(conn: &Connection, currency: Currency, now_ms: i64) -> A
     Ok(id)
 }
 
+/// The escrow account of `currency` (money in flight: red packets), created on first use.
+pub fn escrow_account(conn: &Connection, currency: Currency, now_ms: i64) -> ApiResult<String> {
+    let id = format!("escrow-{}", currency.as_str().to_ascii_lowercase());
+    conn.prepare_cached(
+        "INSERT INTO accounts (id, kind, name, currency, created_at_ms)
+         VALUES (?1, 'escrow', ?2, ?3, ?4) ON CONFLICT(id) DO NOTHING",
+    )?
+    .execute(params![
+        id,
+        format!("Escrow {currency}"),
+        currency.as_str(),
+        now_ms
+    ])?;
+    Ok(id)
+}
+
 /// Moves `amount` from `debit` to `credit` and records the transfer; returns its id.
 ///
 /// Fails with `insufficient_funds` if `debit` (unless a system account) would go below

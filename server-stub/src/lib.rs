@@ -19,6 +19,7 @@ pub mod merchants;
 pub mod middleware;
 pub mod orders;
 pub mod outbox;
+pub mod packets;
 pub mod paging;
 pub mod paypage;
 pub mod phone;
@@ -143,6 +144,7 @@ pub fn app(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(merchants::router())
         .merge(vouchers::router())
+        .merge(packets::router())
         .merge(testclock::router())
         .merge(web::router())
         .fallback(web::not_found)
@@ -175,7 +177,7 @@ pub async fn run(
     Ok(())
 }
 
-/// Expires orders and vouchers on time (pushing their events) and prunes idle event
+/// Expires orders, vouchers and red packets on time (pushing their events) and prunes idle event
 /// channels.
 async fn sweep_loop(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_millis(config::SWEEP_INTERVAL_MS));
@@ -187,6 +189,9 @@ async fn sweep_loop(state: AppState) {
         }
         if let Err(e) = vouchers::sweep_expired(&state).await {
             tracing::warn!(error = %e, "voucher expiry sweep failed");
+        }
+        if let Err(e) = packets::sweep_expired(&state).await {
+            tracing::warn!(error = %e, "red packet expiry sweep failed");
         }
         state.hub.prune();
     }

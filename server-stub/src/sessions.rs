@@ -92,6 +92,20 @@ impl Proof {
     }
 }
 
+/// Stores a session (by its token's hash) for `account` until `expires_at_ms`.
+pub fn insert_session(
+    conn: &Connection,
+    token_hash: &str,
+    account: &AccountId,
+    expires_at_ms: i64,
+) -> ApiResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (token_hash, account, expires_at_ms) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![token_hash, account.as_str(), expires_at_ms])?;
+    Ok(())
+}
+
 pub async fn authorize(s: &AppState, headers: &HeaderMap, account: &AccountId) -> ApiResult<()> {
     let hash = hash_token(&bearer(headers)?);
     let now = s.clock.now_ms();
@@ -117,11 +131,7 @@ async fn login(
             ledger::get_account(conn, account.as_str())?.ok_or(ApiError::UnknownAccount)?;
             conn.prepare_cached("DELETE FROM sessions WHERE expires_at_ms <= ?1")?
                 .execute([now])?;
-            conn.prepare_cached(
-                "INSERT INTO sessions (token_hash, account, expires_at_ms) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![hash, account.as_str(), expires])?;
-            Ok(())
+            insert_session(conn, &hash, &account, expires)
         })
         .await?;
     Ok(Json(Session {

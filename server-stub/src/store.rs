@@ -64,6 +64,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0005_vouchers.sql"),
         include_str!("../migrations/postgres/0005_vouchers.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0006_packets.sql"),
+        include_str!("../migrations/postgres/0006_packets.sql"),
+    ),
 ];
 
 /// Advisory lock that keeps nodes starting together from migrating at the same time.

@@ -142,7 +142,7 @@ impl TestServer {
         self.clock.advance(by);
     }
 
-    /// Expires due orders and vouchers now (instead of waiting for the sweeper) and
+    /// Expires due orders, vouchers and red packets now (instead of waiting for the sweeper) and
     /// pushes their events.
     pub async fn sweep_expired(&self) {
         crate::orders::sweep_expired(&self.server.state)
@@ -151,6 +151,66 @@ impl TestServer {
         crate::vouchers::sweep_expired(&self.server.state)
             .await
             .expect("voucher sweep");
+        crate::packets::sweep_expired(&self.server.state)
+            .await
+            .expect("red packet sweep");
+    }
+
+    /// `n` EUR wallets `{prefix}-{i}` with `balance_minor` each, signed in: made in one
+    /// write, without an argon2 hash per account or login, for races with many parties.
+    pub async fn wallets(
+        &self,
+        prefix: &str,
+        n: usize,
+        balance_minor: u64,
+    ) -> Vec<protocol::Session> {
+        let now = self.clock_now();
+        let prefix = prefix.to_owned();
+        self.server
+            .state
+            .store
+            .write(move |conn, _| {
+                let eur = protocol::Currency::parse("EUR").expect("EUR");
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    let id = protocol::AccountId::parse(&format!("{prefix}-{i}"))
+                        .map_err(crate::error::ApiError::internal)?;
+                    crate::ledger::create_account(
+                        conn,
+                        id.as_str(),
+                        crate::ledger::AccountKind::Wallet,
+                        None,
+                        &format!("Wallet {i}"),
+                        eur,
+                        None,
+                        now,
+                    )?;
+                    if balance_minor > 0 {
+                        crate::ledger::top_up(
+                            conn,
+                            id.as_str(),
+                            protocol::Money::new(balance_minor, eur),
+                            now,
+                        )?;
+                    }
+                    let token = protocol::Token::random();
+                    let expires = now + crate::config::SESSION_TTL_S as i64 * 1000;
+                    crate::sessions::insert_session(
+                        conn,
+                        &crate::sessions::hash_token(&token),
+                        &id,
+                        expires,
+                    )?;
+                    out.push(protocol::Session {
+                        account: id,
+                        token,
+                        expires_at_ms: expires,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+            .expect("create wallets")
     }
 
     /// The server clock's current time in Unix milliseconds.
