@@ -252,9 +252,11 @@ async fn a_thousand_claimers_on_ten_packets_make_exactly_ten_winners() {
         .await
         .unwrap();
     let claimers = srv.wallets("claimer", 1_000, 0).await;
-    // All 1,000 at once, as far as one client address may: the server allows 512 open
-    // connections per address.
-    let gate = Arc::new(tokio::sync::Semaphore::new(400));
+    // 1,000 claimers, 64 requests in flight at a time: from one client address more
+    // would be new connections piling up in the listen backlog of a loaded CI machine
+    // (refused connections there, not a server answer). 64 at once on 10 packets is
+    // still a race for every packet.
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let tasks: Vec<_> = claimers
         .iter()
         .map(|s| {
