@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use proptest::prelude::*;
 use protocol::{
     AccountEvent, ClaimPacket, CreatePackets, Currency, ErrorCode, Money, PacketQuoteRequest,
     PacketSetState, PacketSplit, PayerAuth, Session,
 };
+use server_stub::packets::{MAX_PACKETS, MAX_SET_MINOR, quote, split_random};
 use server_stub::testing::TestServer;
 
 use crate::*;
@@ -362,4 +364,54 @@ async fn claims_racing_the_expiry_refund_pay_every_unit_exactly_once() {
     }
     let _ = alice;
     srv.stop().await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Any valid set: the packets add up to the total exactly, each holds at least one
+    /// minor unit, and there are as many as asked.
+    #[test]
+    fn every_random_split_adds_up_with_every_packet_at_least_one_unit(
+        n in 2u32..=MAX_PACKETS,
+        extra in 0u64..=MAX_SET_MINOR,
+    ) {
+        let total = (u64::from(n) + extra).min(MAX_SET_MINOR);
+        let parts = split_random(total, n);
+        prop_assert_eq!(parts.len(), n as usize);
+        prop_assert_eq!(parts.iter().sum::<u64>(), total);
+        prop_assert!(parts.iter().all(|&p| p >= 1));
+    }
+
+    /// The quote accepts exactly the valid sets (2..=MAX_PACKETS packets, at least a unit
+    /// each, at most MAX_SET_MINOR in all, no overflow) and never promises more than it
+    /// takes.
+    #[test]
+    fn quotes_accept_exactly_the_valid_sets(
+        n in 0u32..200,
+        minor in prop_oneof![0u64..10_000_00, any::<u64>()],
+        fixed in any::<bool>(),
+    ) {
+        let split = if fixed {
+            PacketSplit::Fixed { each: eur(minor) }
+        } else {
+            PacketSplit::Random { total: eur(minor) }
+        };
+        let count_ok = (2..=MAX_PACKETS).contains(&n);
+        let valid = count_ok
+            && if fixed {
+                minor > 0
+                    && minor
+                        .checked_mul(u64::from(n))
+                        .is_some_and(|t| t <= MAX_SET_MINOR)
+            } else {
+                minor >= u64::from(n) && minor <= MAX_SET_MINOR
+            };
+        let q = quote(n, split);
+        prop_assert_eq!(q.is_ok(), valid, "{:?}", q);
+        if let Ok(q) = q {
+            prop_assert!(q.total.minor <= MAX_SET_MINOR);
+            prop_assert!(q.average.minor * u64::from(n) <= q.total.minor);
+        }
+    }
 }
