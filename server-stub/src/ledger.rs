@@ -167,30 +167,46 @@ pub fn create_account(
 
 /// The issuance account of `currency`, created on first use.
 pub fn issuance_account(conn: &Connection, currency: Currency, now_ms: i64) -> ApiResult<String> {
-    let id = format!("issuance-{}", currency.as_str().to_ascii_lowercase());
-    conn.prepare_cached(
-        "INSERT INTO accounts (id, kind, name, currency, created_at_ms)
-         VALUES (?1, 'system', ?2, ?3, ?4) ON CONFLICT(id) DO NOTHING",
-    )?
-    .execute(params![
-        id,
-        format!("Issuance {currency}"),
-        currency.as_str(),
-        now_ms
-    ])?;
-    Ok(id)
+    house_account(
+        conn,
+        AccountKind::System,
+        "issuance",
+        "Issuance",
+        currency,
+        now_ms,
+    )
 }
 
 /// The escrow account of `currency` (money in flight: red packets), created on first use.
 pub fn escrow_account(conn: &Connection, currency: Currency, now_ms: i64) -> ApiResult<String> {
-    let id = format!("escrow-{}", currency.as_str().to_ascii_lowercase());
+    house_account(
+        conn,
+        AccountKind::Escrow,
+        "escrow",
+        "Escrow",
+        currency,
+        now_ms,
+    )
+}
+
+/// The server's own per-currency account `{prefix}-{currency}`, created on first use.
+fn house_account(
+    conn: &Connection,
+    kind: AccountKind,
+    prefix: &str,
+    label: &str,
+    currency: Currency,
+    now_ms: i64,
+) -> ApiResult<String> {
+    let id = format!("{prefix}-{}", currency.as_str().to_ascii_lowercase());
     conn.prepare_cached(
         "INSERT INTO accounts (id, kind, name, currency, created_at_ms)
-         VALUES (?1, 'escrow', ?2, ?3, ?4) ON CONFLICT(id) DO NOTHING",
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
     )?
     .execute(params![
         id,
-        format!("Escrow {currency}"),
+        kind.as_str(),
+        format!("{label} {currency}"),
         currency.as_str(),
         now_ms
     ])?;

@@ -417,6 +417,7 @@ async fn claim(
     let now = s.clock.now_ms();
     let proof = Proof::of(&s, &req.account, &req.auth, ip, now).await?;
     let server = s.public_url.clone();
+    let recipient = req.account.clone();
     let claimed = s
         .store
         .write(move |conn, events| {
@@ -425,18 +426,10 @@ async fn claim(
         })
         .await?;
     tracing::info!(
-        set = claimed.set.id.log_prefix(), recipient = %req_account_of(&claimed),
+        set = claimed.set.id.log_prefix(), %recipient,
         amount = %claimed.amount, "red packet claimed"
     );
     Ok(Json(claimed))
-}
-
-fn req_account_of(c: &Claimed) -> String {
-    c.set
-        .claims
-        .last()
-        .map(|c| c.recipient.to_string())
-        .unwrap_or_default()
 }
 
 /// Claims one packet of set `id` for `who`; see the module comment for the races.

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::paypage::{check_posted_form, csrf_for_page, escape, page, pin_refusal};
-use crate::vouchers::{Redeemed, VoucherRow, load_voucher, redeem_in_tx};
+use crate::vouchers::{VoucherRow, load_voucher, redeem_in_tx};
 use crate::{AppState, pin};
 
 /// "23 hours", "5 minutes": how long is left, in the largest unit that is at least one.
@@ -283,8 +283,5 @@ async fn redeem(
             redeem_in_tx(conn, events, &server, &id, &account, amount, &key, now)
         })
         .await?;
-    match outcome {
-        Redeemed::Done(r) => Ok(*r),
-        Redeemed::Failed(why) => Err(ApiError::VoucherFailed(why)),
-    }
+    outcome.into_result()
 }

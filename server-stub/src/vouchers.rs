@@ -404,6 +404,16 @@ pub(crate) enum Redeemed {
     Failed(String),
 }
 
+impl Redeemed {
+    /// What the caller is told: the redemption, or `voucher_failed` with the reason.
+    pub(crate) fn into_result(self) -> ApiResult<Redemption> {
+        match self {
+            Self::Done(r) => Ok(*r),
+            Self::Failed(why) => Err(ApiError::VoucherFailed(why)),
+        }
+    }
+}
+
 async fn redeem(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -432,16 +442,12 @@ async fn redeem(
             )
         })
         .await?;
-    match outcome {
-        Redeemed::Done(r) => {
-            tracing::info!(
-                voucher = r.voucher.id.log_prefix(), payee = ?r.voucher.payee,
-                amount = %r.amount, released = %r.released, "voucher redeemed"
-            );
-            Ok(Json(*r))
-        }
-        Redeemed::Failed(why) => Err(ApiError::VoucherFailed(why)),
-    }
+    let r = outcome.into_result()?;
+    tracing::info!(
+        voucher = r.voucher.id.log_prefix(), payee = ?r.voucher.payee,
+        amount = %r.amount, released = %r.released, "voucher redeemed"
+    );
+    Ok(Json(r))
 }
 
 /// Redeems `amount` (default all) of voucher `id` into `payee`'s wallet; see the module
