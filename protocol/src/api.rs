@@ -772,6 +772,8 @@ pub struct PacketSet {
     /// `fixed` sets have equal packets; `random` ones were cut at random.
     pub fixed: bool,
     pub state: PacketSetState,
+    /// Who got how much, in claim order: every claim from `GET /v1/packets/{id}`; the
+    /// newest 20 in a claim's answer and in events (a set may hold 10,000 packets).
     pub claims: Vec<PacketClaim>,
     /// Packets not claimed yet.
     pub remaining: u32,

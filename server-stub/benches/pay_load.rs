@@ -1,6 +1,8 @@
 //! Load generator: pays N orders from C concurrent clients over loopback HTTP and prints
 //! payments/s, pay latency p50/p99, pay→TV-event p99 and the ledger audit, for the
-//! naive baseline (one transaction per request) and group commit, in one run.
+//! naive baseline (one transaction per request) and group commit, in one run; then
+//! voucher create + redeem pairs and one hot red-packet set of 10,000 packets claimed by
+//! 100 concurrent clients.
 //!
 //! `cargo bench -p server-stub --bench pay_load -- [N] [C]` (defaults 20000 and 64).
 //! With `COUCHPAY_BENCH_POSTGRES` set to a `postgres://` URL (see
@@ -340,6 +342,74 @@ async fn run_vouchers(pairs: usize, c: usize) -> (usize, f64, Vec<Duration>, Vec
     (pairs, secs, create, redeem, audit.ok)
 }
 
+/// The red-packet scenario: one hot set of `n` packets, each claimed by its own
+/// recipient, from `c` concurrent clients, on SQLite with group commit. Returns
+/// (claims, seconds, claim latencies, every unit paid exactly once, audit clean).
+async fn run_packets(n: usize, c: usize) -> (usize, f64, Vec<Duration>, bool, bool) {
+    let srv = TestServer::start().await;
+    let client = Client::new(srv.url.clone());
+    let eur = Currency::parse("EUR").unwrap();
+    let total = Money::new(n as u64 * 50, eur);
+    let sender = srv.wallets("psend", 1, total.minor).await.remove(0);
+    let claimers = Arc::new(srv.wallets("pclaim", n, 0).await);
+    let set = client
+        .create_packets(&protocol::CreatePackets {
+            account: sender.account.clone(),
+            auth: PayerAuth::Session(sender.token.clone()),
+            count: u32::try_from(n).expect("packet count"),
+            split: protocol::PacketSplit::Random { total },
+            message: "load".into(),
+            allowed: None,
+            valid_for_s: None,
+        })
+        .await
+        .expect("send the set");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..c {
+        let (client, claimers, id) = (client.clone(), claimers.clone(), set.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for who in claimers.iter().skip(w).step_by(c) {
+                let t0 = Instant::now();
+                let got = client
+                    .claim_packet(
+                        &id,
+                        &protocol::ClaimPacket {
+                            account: who.account.clone(),
+                            auth: PayerAuth::Session(who.token.clone()),
+                        },
+                    )
+                    .await
+                    .expect("claim a packet");
+                out.push((t0.elapsed(), got.amount.minor));
+            }
+            out
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    let mut paid = 0u64;
+    for t in tasks {
+        for (d, amount) in t.await.unwrap() {
+            lat.push(d);
+            paid += amount;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    let after = client.packets(&set.id).await.unwrap();
+    let mut who: Vec<_> = after.claims.iter().map(|c| c.recipient.clone()).collect();
+    who.sort();
+    who.dedup();
+    let exact = paid == total.minor
+        && after.remaining == 0
+        && who.len() == n
+        && after.claims.iter().map(|c| c.amount.minor).sum::<u64>() == total.minor;
+    let audit = client.audit().await.unwrap();
+    srv.stop().await;
+    (lat.len(), secs, lat, exact, audit.ok)
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -410,6 +480,26 @@ fn main() {
             if voucher_audit { "clean" } else { "PROBLEMS" },
         );
         assert!(voucher_audit, "ledger audit failed after the voucher run");
+
+        // Red packets: one hot set of 10,000 packets, 100 concurrent claimers.
+        let (claims, secs, lat, exact, packet_audit) = run_packets(10_000, 100).await;
+        println!();
+        println!(
+            "{:<26} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9}",
+            "red packets (1 hot set)", "claims", "claims/s", "p50 ms", "p99 ms", "exact", "audit"
+        );
+        println!(
+            "{:<26} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>9} {:>9}",
+            "SQLite group commit",
+            claims,
+            claims as f64 / secs,
+            pct(&lat, 0.50),
+            pct(&lat, 0.99),
+            if exact { "yes" } else { "NO" },
+            if packet_audit { "clean" } else { "PROBLEMS" },
+        );
+        assert!(exact, "a red packet was lost or paid twice");
+        assert!(packet_audit, "ledger audit failed after the red-packet run");
 
         // argon2 cost of one PIN check (what a PIN payment adds), measured apart.
         let pin = Pin::parse("1234").unwrap();

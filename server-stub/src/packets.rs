@@ -45,7 +45,10 @@ use crate::sessions::Proof;
 use crate::{AppState, ledger, sessions};
 
 /// Most packets in one set.
-pub const MAX_PACKETS: u32 = 100;
+pub const MAX_PACKETS: u32 = 10_000;
+/// Claims listed in a claim's answer and in the claim events (the newest); `GET` of a set
+/// lists them all.
+pub const LIVE_CLAIMS: usize = 20;
 /// Largest total of one set: 5,000.00.
 pub const MAX_SET_MINOR: u64 = 5_000_00;
 /// An average packet above this (200.00) gets a warning in the quote (SPEC R4).
@@ -163,6 +166,18 @@ pub(crate) fn load_set(
     server: &ServerUrl,
     id: &PacketSetId,
 ) -> ApiResult<Option<PacketSet>> {
+    load_set_listing(conn, server, id, None)
+}
+
+/// The stored set, with every claim (`newest: None`) or only the newest ones: a claim's
+/// answer and events list [`LIVE_CLAIMS`], so a claim costs the same in a set of ten
+/// thousand packets as in one of ten.
+fn load_set_listing(
+    conn: &Connection,
+    server: &ServerUrl,
+    id: &PacketSetId,
+    newest: Option<usize>,
+) -> ApiResult<Option<PacketSet>> {
     type Head = (
         String,
         String,
@@ -176,11 +191,13 @@ pub(crate) fn load_set(
         i64,
         i64,
         i64,
+        (i64, i64),
     );
     let head: Option<Head> = conn
         .prepare_cached(
             "SELECT s.sender, a.name, s.currency, s.total, s.count, s.fixed, s.message, s.state,
-                    s.restricted, s.refunded, s.created_at_ms, s.expires_at_ms
+                    s.restricted, s.refunded, s.created_at_ms, s.expires_at_ms, s.claimed,
+                    s.largest
              FROM packet_sets s JOIN accounts a ON a.id = s.sender WHERE s.id = ?1",
         )?
         .query_row([id.as_str()], |r| {
@@ -197,6 +214,7 @@ pub(crate) fn load_set(
                 r.get(9)?,
                 r.get(10)?,
                 r.get(11)?,
+                (r.get(12)?, r.get(13)?),
             ))
         })
         .optional()?;
@@ -213,6 +231,7 @@ pub(crate) fn load_set(
         refunded,
         created,
         expires,
+        (claimed, largest),
     )) = head
     else {
         return Ok(None);
@@ -220,14 +239,17 @@ pub(crate) fn load_set(
     let bad = |e: protocol::ParseError| ApiError::internal(e);
     let currency = protocol::Currency::parse(&cur).map_err(bad)?;
     let money = |m: i64| Money::new(m.max(0) as u64, currency);
+    // Claims take the packets in position order, so the newest are the highest positions.
+    let limit = newest.map_or(i64::MAX, |n| n as i64);
+    let first = newest.map_or(0, |n| claimed - n as i64);
     let mut claims: Vec<PacketClaim> = conn
         .prepare_cached(
             "SELECT p.recipient, a.name, p.amount, p.claimed_at_ms
              FROM packets p JOIN accounts a ON a.id = p.recipient
-             WHERE p.set_id = ?1 AND p.recipient IS NOT NULL
-             ORDER BY p.claimed_at_ms, p.position",
+             WHERE p.set_id = ?1 AND p.recipient IS NOT NULL AND p.position >= ?2
+             ORDER BY p.position LIMIT ?3",
         )?
-        .query_map([id.as_str()], |r| {
+        .query_map(params![id.as_str(), first.max(0), limit], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -247,9 +269,8 @@ pub(crate) fn load_set(
             })
         })
         .collect::<ApiResult<_>>()?;
-    let top = claims.iter().map(|c| c.amount.minor).max().unwrap_or(0);
     for c in &mut claims {
-        c.largest = c.amount.minor == top;
+        c.largest = c.amount.minor as i64 == largest;
     }
     let allowed = if restricted != 0 {
         Some(
@@ -280,7 +301,7 @@ pub(crate) fn load_set(
             "refunded" => PacketSetState::Refunded,
             _ => PacketSetState::Open,
         },
-        remaining: count.saturating_sub(claims.len() as u32),
+        remaining: count.saturating_sub(u32::try_from(claimed).map_err(ApiError::internal)?),
         claims,
         refunded: money(refunded),
         created_at_ms: created,
@@ -476,14 +497,17 @@ pub(crate) fn claim_in_tx(
             wallet.currency
         )));
     }
-    // Check and lock the set in one step.
-    let taken = conn
+    // Check and lock the set in one step; the n-th claim takes the packet at position
+    // n - 1 (the set's row lock orders claims, and a refused claim rolls both back).
+    let taken: Option<i64> = conn
         .prepare_cached(
             "UPDATE packet_sets SET claimed = claimed + 1
-             WHERE id = ?1 AND state = 'open' AND expires_at_ms > ?2 AND claimed < count",
+             WHERE id = ?1 AND state = 'open' AND expires_at_ms > ?2 AND claimed < count
+             RETURNING claimed",
         )?
-        .execute(params![id.as_str(), now])?;
-    if taken != 1 {
+        .query_row(params![id.as_str(), now], |r| r.get(0))
+        .optional()?;
+    let Some(claimed) = taken else {
         let mine = conn
             .prepare_cached("SELECT 1 FROM packets WHERE set_id = ?1 AND recipient = ?2")?
             .query_row(params![id.as_str(), who.as_str()], |r| r.get::<_, i64>(0))
@@ -499,27 +523,26 @@ pub(crate) fn claim_in_tx(
         } else {
             ApiError::SoldOut
         });
-    }
-    let picked = conn
+    };
+    let position = claimed - 1;
+    let picked: Result<Option<i64>, _> = conn
         .prepare_cached(
-            "UPDATE packets SET recipient = ?2, claimed_at_ms = ?3
-             WHERE set_id = ?1 AND position =
-                 (SELECT MIN(position) FROM packets WHERE set_id = ?1 AND recipient IS NULL)",
+            "UPDATE packets SET recipient = ?3, claimed_at_ms = ?4
+             WHERE set_id = ?1 AND position = ?2 AND recipient IS NULL
+             RETURNING amount",
         )?
-        .execute(params![id.as_str(), who.as_str(), now]);
-    match picked {
-        Ok(1) => {}
-        Ok(_) => return Err(ApiError::internal("a counted set had no packet left")),
+        .query_row(params![id.as_str(), position, who.as_str(), now], |r| {
+            r.get(0)
+        })
+        .optional();
+    let amount = match picked {
+        Ok(Some(amount)) => amount,
+        Ok(None) => return Err(ApiError::internal("a counted set had no packet left")),
         Err(e) if e.is_unique_violation() => return Err(ApiError::AlreadyClaimed),
         Err(e) => return Err(e.into()),
-    }
-    let (position, amount): (i64, i64) = conn
-        .prepare_cached(
-            "SELECT position, amount FROM packets WHERE set_id = ?1 AND recipient = ?2",
-        )?
-        .query_row(params![id.as_str(), who.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    };
+    conn.prepare_cached("UPDATE packet_sets SET largest = ?2 WHERE id = ?1 AND largest < ?2")?
+        .execute(params![id.as_str(), amount])?;
     let currency = protocol::Currency::parse(&currency).map_err(ApiError::internal)?;
     let amount = Money::new(amount as u64, currency);
     let transfer = ledger::transfer(
@@ -540,7 +563,8 @@ pub(crate) fn claim_in_tx(
         )?
         .execute(params![id.as_str(), now])?
         == 1;
-    let set = load_set(conn, server, id)?.ok_or_else(|| ApiError::internal("set vanished"))?;
+    let set = load_set_listing(conn, server, id, Some(LIVE_CLAIMS))?
+        .ok_or_else(|| ApiError::internal("set vanished"))?;
     let sender = set.sender.clone();
     for to in [&sender, who] {
         events.push(Event::Account(
@@ -553,18 +577,36 @@ pub(crate) fn claim_in_tx(
         ));
     }
     if finished {
-        push_to_all(events, &set, |set| AccountEvent::PacketsFinished { set });
+        push_to_all(conn, events, &set, |set| AccountEvent::PacketsFinished {
+            set,
+        })?;
     }
     Ok(Claimed { amount, set })
 }
 
-/// An event about `set` to its sender and every recipient so far.
-fn push_to_all(events: &mut Vec<Event>, set: &PacketSet, make: impl Fn(PacketSet) -> AccountEvent) {
-    let mut to: BTreeSet<&AccountId> = set.claims.iter().map(|c| &c.recipient).collect();
-    to.insert(&set.sender);
+/// An event about `set` to its sender and every recipient so far (each gets the set as a
+/// claim's answer lists it: the newest claims).
+fn push_to_all(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    set: &PacketSet,
+    make: impl Fn(PacketSet) -> AccountEvent,
+) -> ApiResult<()> {
+    let recipients: Vec<String> = conn
+        .prepare_cached(
+            "SELECT recipient FROM packets WHERE set_id = ?1 AND recipient IS NOT NULL",
+        )?
+        .query_map([set.id.as_str()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut to: BTreeSet<AccountId> = recipients
+        .iter()
+        .map(|a| AccountId::parse(a).map_err(ApiError::internal))
+        .collect::<ApiResult<_>>()?;
+    to.insert(set.sender.clone());
     for account in to {
-        events.push(Event::Account(account.clone(), make(set.clone())));
+        events.push(Event::Account(account, make(set.clone())));
     }
+    Ok(())
 }
 
 /// Closes expired sets and pays their unclaimed rest back to the sender, once each.
@@ -617,8 +659,10 @@ pub async fn sweep_expired(s: &AppState) -> ApiResult<usize> {
                 }
                 refunded += 1;
                 let set_id = PacketSetId::parse(&id).map_err(ApiError::internal)?;
-                if let Some(set) = load_set(conn, &server, &set_id)? {
-                    push_to_all(events, &set, |set| AccountEvent::PacketsRefunded { set });
+                if let Some(set) = load_set_listing(conn, &server, &set_id, Some(LIVE_CLAIMS))? {
+                    push_to_all(conn, events, &set, |set| AccountEvent::PacketsRefunded {
+                        set,
+                    })?;
                 }
             }
             Ok(refunded)

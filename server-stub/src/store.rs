@@ -68,6 +68,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0006_packets.sql"),
         include_str!("../migrations/postgres/0006_packets.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0007_packet_largest.sql"),
+        include_str!("../migrations/postgres/0007_packet_largest.sql"),
+    ),
 ];
 
 /// Advisory lock that keeps nodes starting together from migrating at the same time.
