@@ -19,6 +19,7 @@ pub mod merchants;
 pub mod middleware;
 pub mod orders;
 pub mod outbox;
+pub mod packetpage;
 pub mod packets;
 pub mod paging;
 pub mod paypage;

@@ -56,7 +56,9 @@ border-radius:.6rem}button{width:100%;margin-top:1.2rem;padding:1rem;font-size:1
 font-weight:700;color:#1a1204;background:#ffb42e;border:0;border-radius:.8rem}\
 .error{background:#fde8e8;color:#8a1111;border-radius:.6rem;padding:.8rem;font-weight:600}\
 .ok{background:#e5f7ea;color:#0d5b22;border-radius:.6rem;padding:.8rem;font-weight:600;\
-font-size:1.2rem}.hint{color:#666;font-size:.9rem}";
+font-size:1.2rem}.hint{color:#666;font-size:.9rem}.message{font-size:1.15rem;\
+font-style:italic;margin:.4rem 0}.claims{padding-left:1.2rem;margin:.6rem 0 0}\
+.claims li{margin:.2rem 0}";
 
 pub(crate) fn page(status: StatusCode, title: &str, body: &str, cookie: Option<&str>) -> Response {
     let html = format!(

@@ -1,5 +1,5 @@
-//! Plain HTTP resources: the catalog, poster images and a health check; the pay-link
-//! page lives in `paypage`.
+//! Plain HTTP resources: the catalog, poster images and a health check; the
+//! link pages live in `paypage` (orders), `voucherpage` and `packetpage` (red packets).
 
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{StatusCode, header};
@@ -10,7 +10,7 @@ use protocol::Catalog;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::{paypage, voucherpage};
+use crate::{packetpage, paypage, voucherpage};
 
 /// Largest poster file served.
 const MAX_POSTER_BYTES: u64 = 4 * 1024 * 1024;
@@ -25,6 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/p/{id}", get(paypage::show).post(paypage::submit))
         .route("/V/{id}", get(voucherpage::show).post(voucherpage::submit))
         .route("/v/{id}", get(voucherpage::show).post(voucherpage::submit))
+        .route("/R/{id}", get(packetpage::show).post(packetpage::submit))
+        .route("/r/{id}", get(packetpage::show).post(packetpage::submit))
 }
 
 async fn catalog(State(s): State<AppState>) -> Json<Catalog> {

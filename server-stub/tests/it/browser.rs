@@ -370,3 +370,34 @@ async fn chromium_redeems_part_of_a_voucher_on_its_page() {
     assert!(c.audit().await.unwrap().ok);
     srv.stop().await;
 }
+
+/// Issue 13: the red packets' claim link opened in a phone browser: log in, claim, see
+/// what you got and the list.
+#[tokio::test]
+async fn chromium_claims_a_red_packet_on_its_page() {
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    let set = crate::packetpage::alices_packets(&c, 3).await;
+    let d = Driver::start().await;
+    d.goto(&set.link.to_string()).await;
+    let t = d.wait_for("Red packets from Alice Martin").await;
+    assert!(
+        t.contains("Happy new year <3") && t.contains("3 of 3 packets left"),
+        "{t}"
+    );
+    d.screenshot("packetpage-form.png").await;
+
+    d.type_into("#account", "bob").await;
+    d.type_into("#pin", "2468").await;
+    d.click("button[type=submit]").await;
+    let t = d.wait_for("You got 2.00 EUR from Alice Martin!").await;
+    assert!(t.contains("Bob Chen (you): 2.00 EUR"), "{t}");
+    assert!(t.contains("2 of 3 packets left"), "{t}");
+    d.screenshot("packetpage-claimed.png").await;
+    let after = c.packets(&set.id).await.unwrap();
+    assert_eq!(after.claims.len(), 1);
+    assert_eq!(after.claims[0].recipient.as_str(), "bob");
+    d.quit().await;
+    assert!(c.audit().await.unwrap().ok);
+    srv.stop().await;
+}
