@@ -19,6 +19,8 @@ use protocol::{
 
 use crate::state::{PendingPayment, SavedSession, StateError, StateStore};
 
+pub mod packets;
+pub mod share;
 pub mod vouchers;
 
 /// Attempts to send one payment when the outcome is unknown (network trouble, 503).
@@ -128,6 +130,12 @@ pub enum CompanionError {
     NotAVoucher,
     #[error("{}.", sentence(.message))]
     Voucher { message: String },
+    #[error(
+        "No Couchpay red packets were found in this picture: open the picture of their QR code."
+    )]
+    NoPacketsInPicture,
+    #[error("{}.", sentence(.message))]
+    Packets { message: String },
     #[error(
         "Could not save the picture to {0}: check that the folder exists and can be written to."
     )]

@@ -21,6 +21,10 @@ use protocol::{
     VoucherId, VoucherKind, VoucherLink, VoucherState,
 };
 
+mod cli {
+    pub(crate) mod packets;
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "couchpay",
@@ -129,6 +133,9 @@ enum Command {
     /// QR e-cash vouchers: make one for someone to redeem, or redeem one given to you.
     #[command(subcommand)]
     Voucher(VoucherCommand),
+    /// Red packets: send money in packets behind one link; claim one sent to you.
+    #[command(subcommand)]
+    Packets(cli::packets::PacketsCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -333,6 +340,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Voucher(cmd) => voucher(&companion, &first_server, cmd).await,
+        Command::Packets(cmd) => cli::packets::run(&companion, &first_server, cmd).await,
         Command::Receipts { watch } => {
             for r in companion.receipts(&first_server).await? {
                 print_receipt(&r);

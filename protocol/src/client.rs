@@ -317,6 +317,28 @@ impl Client {
         self.post(&format!("/v1/packets/{id}/claim"), req).await
     }
 
+    /// `GET /v1/accounts/{id}/packets` with a session token: the red-packet sets the
+    /// account sent (or, with `received`, claimed from), newest first.
+    pub async fn packet_sets(
+        &self,
+        id: &AccountId,
+        session: &Token,
+        received: bool,
+        limit: Option<u32>,
+    ) -> Result<Page<PacketSet>, ClientError> {
+        let kind = if received { "received" } else { "sent" };
+        let mut query = vec![("kind", kind.to_owned())];
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
+        self.json(
+            self.request(Method::GET, &format!("/v1/accounts/{id}/packets"))
+                .query(&query)
+                .bearer_auth(session.expose()),
+        )
+        .await
+    }
+
     /// `GET /v1/accounts/{id}/voucher-settings` with a session token.
     pub async fn voucher_settings(
         &self,

@@ -4,23 +4,15 @@
 
 use std::path::Path;
 
-use image::{GrayImage, Luma};
+use image::GrayImage;
 use protocol::ErrorCode;
 use protocol::client::ClientError;
 use protocol::{
     AccountId, CreateVoucher, IdempotencyKey, Money, Page, PayerAuth, RedeemVoucher, Redemption,
-    ServerUrl, VoidVoucher, Voucher, VoucherFilter, VoucherId, VoucherLink,
+    ServerUrl, VoidVoucher, Voucher, VoucherFilter, VoucherId, VoucherLink, VoucherSettings,
 };
-use qrcode::{Color, EcLevel, QrCode};
 
-use super::{Companion, CompanionError, Credentials, now_ms};
-use crate::decode::{Decoder, picture_from_path};
-
-/// Modules of white border around a saved voucher QR (ISO/IEC 18004 asks for 4).
-const QUIET_ZONE: u32 = 4;
-/// Pixels per module in a saved voucher picture: about 370 px across, sharp enough to be
-/// read from another phone's screen or after a messenger recompresses it.
-const MODULE_PX: u32 = 9;
+use super::{Companion, CompanionError, Credentials, now_ms, share};
 
 /// A voucher request's failure: the server's own words for a refused limit (largest
 /// voucher, too many live ones), else as any other request.
@@ -38,7 +30,7 @@ fn voucher_error(server: &ServerUrl, e: ClientError) -> CompanionError {
 impl Companion {
     /// The account and proof for a request to `server`: the PIN given, or the session
     /// remembered for that server.
-    fn auth_for(
+    pub(super) fn auth_for(
         &self,
         server: &ServerUrl,
         credentials: &Credentials,
@@ -57,7 +49,7 @@ impl Companion {
         }
     }
 
-    fn first_server(&self) -> Result<ServerUrl, CompanionError> {
+    pub(super) fn first_server(&self) -> Result<ServerUrl, CompanionError> {
         Ok(self
             .servers
             .first()
@@ -141,6 +133,31 @@ impl Companion {
             .map_err(|e| voucher_error(&server, e))
     }
 
+    /// The signed-in account's voucher settings on `server` (SPEC V6).
+    pub async fn voucher_settings(
+        &self,
+        server: &ServerUrl,
+    ) -> Result<VoucherSettings, CompanionError> {
+        let (client, s) = self.session_for(server)?;
+        client
+            .voucher_settings(&s.account, &s.token)
+            .await
+            .map_err(|e| voucher_error(server, e))
+    }
+
+    /// Changes the signed-in account's voucher settings on `server`.
+    pub async fn set_voucher_settings(
+        &self,
+        server: &ServerUrl,
+        settings: &VoucherSettings,
+    ) -> Result<VoucherSettings, CompanionError> {
+        let (client, s) = self.session_for(server)?;
+        client
+            .set_voucher_settings(&s.account, &s.token, settings)
+            .await
+            .map_err(|e| voucher_error(server, e))
+    }
+
     /// One page of the signed-in account's vouchers on the first trusted server.
     pub async fn vouchers(&self, filter: &VoucherFilter) -> Result<Page<Voucher>, CompanionError> {
         let server = self.first_server()?;
@@ -152,44 +169,18 @@ impl Companion {
     }
 }
 
-/// The voucher's QR code as a grey picture, quiet zone included, [`MODULE_PX`] pixels
-/// per module, at error-correction level M (like the TV's).
+/// The voucher's QR code as a grey picture (see [`share::qr_picture`]).
 pub fn voucher_qr(link: &VoucherLink) -> GrayImage {
-    // A voucher link is at most MAX_URL_LEN QR-alphanumeric characters: it always fits.
-    let code = QrCode::with_error_correction_level(link.to_string().as_bytes(), EcLevel::M)
-        .expect("a voucher link fits in a QR code");
-    let modules = code.width() as u32;
-    let colors = code.to_colors();
-    let size = (modules + 2 * QUIET_ZONE) * MODULE_PX;
-    GrayImage::from_fn(size, size, |x, y| {
-        let (mx, my) = (x / MODULE_PX, y / MODULE_PX);
-        let dark = (QUIET_ZONE..QUIET_ZONE + modules).contains(&mx)
-            && (QUIET_ZONE..QUIET_ZONE + modules).contains(&my)
-            && colors[((my - QUIET_ZONE) * modules + (mx - QUIET_ZONE)) as usize] == Color::Dark;
-        Luma([if dark { 0 } else { 255 }])
-    })
+    share::qr_picture(&link.to_string())
 }
 
 /// Saves the voucher's QR code as a PNG at `path`.
 pub fn save_voucher_png(link: &VoucherLink, path: &Path) -> Result<(), CompanionError> {
-    voucher_qr(link)
-        .save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "cannot save the voucher picture");
-            CompanionError::CannotSave(path.display().to_string())
-        })
+    share::save_qr_png(&link.to_string(), path)
 }
 
 /// The voucher link in a saved picture (photo, screenshot, file from a message).
 pub fn voucher_in_picture(path: &Path) -> Result<VoucherLink, CompanionError> {
-    let frame = picture_from_path(path).map_err(|e| {
-        tracing::warn!(path = %path.display(), error = %e, "cannot read the picture");
-        CompanionError::NoVoucherInPicture
-    })?;
-    let report = Decoder::default().decode(&frame, &|t| VoucherLink::parse(t).is_ok());
-    report
-        .text
-        .as_deref()
-        .and_then(|t| VoucherLink::parse(t).ok())
+    share::link_in_picture(path, |t| VoucherLink::parse(t).ok())
         .ok_or(CompanionError::NoVoucherInPicture)
 }

@@ -7,7 +7,11 @@ use protocol::ServerUrl;
 use server_stub::testing::TestServer;
 
 /// Runs the CLI with its own state file in `dir`: (success, stdout, stderr).
-fn couchpay(server: &ServerUrl, dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn couchpay(
+    server: &ServerUrl,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_couchpay"))
         .arg("--server")
         .arg(server.as_str())
