@@ -1,5 +1,5 @@
-//! The companion's Slint window (feature `gui`): Scan, Nearby, Enter code and Wallet
-//! tabs over the same core as the CLI. I/O runs on a tokio runtime and a discovery
+//! The companion's Slint window (feature `gui`): Scan, Nearby, Enter code, Wallet and
+//! Vouchers tabs over the same core as the CLI. I/O runs on a tokio runtime and a discovery
 //! thread; results are posted back to the UI thread with `upgrade_in_event_loop`.
 
 use std::path::PathBuf;
@@ -8,9 +8,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use protocol::{AccountId, DiscoveryRecord, PayLink, Pin, Receipt, ServerUrl, SmsMessage};
+use protocol::{AccountId, DiscoveryRecord, Pin, Receipt, ServerUrl, SmsMessage};
 use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel, Weak};
 
+use crate::companion::share::{Scanned, accept_couchpay_link};
 use crate::companion::{
     Companion, CompanionError, Confirmation, Credentials, OrderRef, SmsCode, host,
 };
@@ -20,12 +21,17 @@ use crate::frames::{self, FolderSource, FrameError, FrameSource, ScanOptions};
 use crate::state::StateStore;
 use crate::wallet;
 
+mod packets;
 /// The UI compiled from `ui/companion.slint` by `build.rs`. Public so that headless
 /// tests can drive the window the way a person would: through its callbacks, reading
 /// what it shows.
 #[path = "gui_ui.rs"]
 pub mod ui;
-use ui::{BalanceView, CompanionWindow, ConfirmView, NearbyRow, Phone, ReceiptRow, SmsRow};
+mod vouchers;
+use ui::{
+    BalanceView, CompanionWindow, ConfirmView, NearbyRow, Phone, ReceiptRow, SmsRow, Vouchers,
+};
+use vouchers::{TAB_VOUCHERS, VoucherScreen};
 
 /// How long a scan from the window runs before giving up, in seconds.
 pub const GUI_SCAN_TIMEOUT_S: u64 = 60;
@@ -56,6 +62,17 @@ pub struct GuiOptions {
     pub interfaces: Interfaces,
     /// A folder offered as the virtual camera (pre-filled in the Scan tab).
     pub frames: Option<PathBuf>,
+    /// Where saved voucher pictures go.
+    pub pictures: PathBuf,
+}
+
+impl GuiOptions {
+    /// The pictures folder of this user (XDG), else the home folder, else here.
+    pub fn default_pictures() -> PathBuf {
+        dirs::picture_dir()
+            .or_else(dirs::home_dir)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
 }
 
 /// One SMS of the wallet's inbox with what the companion read from it.
@@ -78,6 +95,7 @@ struct Ctx {
     messages: Arc<Mutex<Vec<Message>>>,
     /// Codes (phone, code) that paid in this window: their messages say "paid".
     sms_paid: Arc<Mutex<Vec<(String, String)>>>,
+    vouchers: Arc<Mutex<VoucherScreen>>,
     server: Option<ServerUrl>,
     io: tokio::runtime::Handle,
 }
@@ -97,6 +115,7 @@ impl Ctx {
             next_receipts: self.next_receipts.clone(),
             messages: self.messages.clone(),
             sms_paid: self.sms_paid.clone(),
+            vouchers: self.vouchers.clone(),
             server: self.server.clone(),
             io: self.io.clone(),
         }
@@ -230,7 +249,12 @@ impl Ctx {
             p.set_receipts(ModelRc::new(VecModel::<ReceiptRow>::default()));
             p.set_receipts_more(false);
             p.set_sms(ModelRc::new(VecModel::<SmsRow>::default()));
+            let v = w.global::<Vouchers>();
+            v.set_list(ModelRc::new(VecModel::<ui::VoucherRow>::default()));
+            v.set_showing(false);
+            v.set_settings_open(false);
         });
+        *lock(&self.vouchers) = VoucherScreen::default();
     }
 
     /// The tab on screen now (UI thread only).
@@ -321,6 +345,23 @@ fn say_picture(e: &PictureError) -> String {
     }
 }
 
+/// After a payment or redemption with a typed PIN, opens the wallet signed in as that
+/// account (the PIN is used once, never stored), unless it is already signed in.
+async fn sign_in_after(
+    companion: &mut Companion,
+    credentials: &Credentials,
+    server: Option<&ServerUrl>,
+) {
+    if let (Credentials::Pin { account, pin }, Some(server)) = (credentials, server)
+        && companion.signed_in(server).as_ref() != Some(account)
+        && let Err(e) = companion
+            .login(Some(server), account.clone(), pin.clone())
+            .await
+    {
+        tracing::warn!(error = %e, "done, but cannot sign in to the wallet");
+    }
+}
+
 /// Opens the companion window and runs until it is closed.
 pub fn run(options: GuiOptions) -> Result<(), GuiError> {
     open(options)?.run()
@@ -398,6 +439,7 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
         next_receipts: Arc::new(Mutex::new(None)),
         messages: Arc::new(Mutex::new(Vec::new())),
         sms_paid: Arc::new(Mutex::new(Vec::new())),
+        vouchers: Arc::new(Mutex::new(VoucherScreen::default())),
         server: options.servers.first().cloned(),
         io: io.handle().clone(),
     });
@@ -493,10 +535,12 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
                 Ok(f) => f,
                 Err(e) => return ctx.fail(TAB_SCAN, say_picture(&e)),
             };
-            let report = Decoder::default().decode(&frame, &|t| PayLink::parse(t).is_ok());
-            match report.text.as_deref().map(PayLink::parse) {
-                Some(Ok(link)) => ctx.confirm(TAB_SCAN, OrderRef::Link(link)),
-                _ if !report.seen.is_empty() => ctx.fail(
+            let report = Decoder::default().decode(&frame, &|t| Scanned::parse(t).is_some());
+            match report.text.as_deref().and_then(Scanned::parse) {
+                Some(Scanned::Pay(link)) => ctx.confirm(TAB_SCAN, OrderRef::Link(link)),
+                Some(Scanned::Voucher(link)) => ctx.open_scanned_voucher(TAB_SCAN, link),
+                Some(Scanned::Packets(link)) => ctx.claim_scanned_packets(TAB_SCAN, link),
+                None if !report.seen.is_empty() => ctx.fail(
                     TAB_SCAN,
                     "That picture holds a QR code, but not a Couchpay one.",
                 ),
@@ -522,7 +566,7 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
                 let hit = frames::scan(
                     source,
                     &Decoder::default(),
-                    crate::companion::accept_pay_link(),
+                    accept_couchpay_link(),
                     &options,
                     &AtomicBool::new(false),
                     |p| {
@@ -539,12 +583,11 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
                         )
                     },
                 );
-                match hit.map(|h| PayLink::parse(&h.text)) {
-                    Ok(Ok(link)) => ctx.confirm(TAB_SCAN, OrderRef::Link(link)),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "scanned text is not a pay link");
-                        ctx.fail(TAB_SCAN, "That QR code is not a Couchpay one.")
-                    }
+                match hit.map(|h| Scanned::parse(&h.text)) {
+                    Ok(Some(Scanned::Pay(link))) => ctx.confirm(TAB_SCAN, OrderRef::Link(link)),
+                    Ok(Some(Scanned::Voucher(link))) => ctx.open_scanned_voucher(TAB_SCAN, link),
+                    Ok(Some(Scanned::Packets(link))) => ctx.claim_scanned_packets(TAB_SCAN, link),
+                    Ok(None) => ctx.fail(TAB_SCAN, "That QR code is not a Couchpay one."),
                     Err(e) => ctx.fail(TAB_SCAN, say_scan(&e)),
                 }
             });
@@ -604,17 +647,7 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
             let paid = companion.pay(&confirmation, &credentials, address).await;
             match paid {
                 Ok(r) => {
-                    // Open the wallet signed in as the payer: with the PIN just typed
-                    // (never stored), unless that account is already signed in.
-                    if let (Credentials::Pin { account, pin }, Some(server)) =
-                        (&credentials, ctx.server.as_ref())
-                        && companion.signed_in(server).as_ref() != Some(account)
-                        && let Err(e) = companion
-                            .login(Some(server), account.clone(), pin.clone())
-                            .await
-                    {
-                        tracing::warn!(error = %e, "paid, but cannot sign in to the wallet");
-                    }
+                    sign_in_after(&mut companion, &credentials, ctx.server.as_ref()).await;
                     drop(companion);
                     let done = format!("Paid {} for {}.", r.amount, r.item.title);
                     ctx.status(TAB_WALLET, true, done.clone(), "");
@@ -641,17 +674,18 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
             (Err(e), _) => {
                 tracing::info!(error = %e, "account name");
                 return c.fail(
-                    TAB_WALLET,
+                    c.tab(),
                     "Type the account name (letters, digits, dots, dashes).",
                 );
             }
             (_, Err(e)) => {
                 tracing::info!(error = %e, "PIN");
-                return c.fail(TAB_WALLET, "The PIN is 4 to 8 digits.");
+                return c.fail(c.tab(), "The PIN is 4 to 8 digits.");
             }
         };
+        let tab = c.tab();
         let ctx = c.clone_ctx();
-        ctx.status(TAB_WALLET, true, "Signing in…", "");
+        ctx.status(tab, true, "Signing in…", "");
         c.io.spawn(async move {
             let server = ctx.server.clone();
             let signed = ctx
@@ -661,8 +695,14 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
                 .login(server.as_ref(), account.clone(), pin)
                 .await;
             match signed {
-                Ok(_) => ctx.load_wallet(None),
-                Err(e) => ctx.fail(TAB_WALLET, say(&e)),
+                Ok(_) => {
+                    ctx.load_wallet(None);
+                    if tab == TAB_VOUCHERS {
+                        ctx.load_vouchers();
+                        ctx.status(tab, false, "Signed in.", "");
+                    }
+                }
+                Err(e) => ctx.fail(tab, say(&e)),
             }
         });
     });
@@ -777,6 +817,8 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
             }
         });
     });
+
+    vouchers::wire(&ctx, &window.global::<Vouchers>(), options.pictures.clone());
 
     Ok(Gui {
         window,

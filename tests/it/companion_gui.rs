@@ -5,7 +5,9 @@
 //! signed in, with the balance and only this account's receipts, and the TV sees it
 //! paid. Typing the same code afterwards is refused. Then the TV sends a new order to
 //! the account's phone number and the SMS code, paid from the Wallet's messages,
-//! completes it. Every screen is checked for developer text and saved as a PNG.
+//! completes it. In the Vouchers tab she makes, shows, saves, lists and voids a voucher,
+//! and takes vouchers Bob sent as pictures (see [`vouchers_in_the_window`]). Every screen
+//! is checked for developer text and saved as a PNG.
 //!
 //! This is the only test in the binary that gives Slint an event loop (the companion
 //! posts results from its I/O threads with `upgrade_in_event_loop`); Slint allows one
@@ -17,10 +19,15 @@ use std::time::{Duration, Instant};
 
 use couchpay_e2e::{TV_NAME, tv_order, tv_sees_paid};
 use i_slint_backend_testing::{ElementHandle, TestingBackend, TestingBackendOptions};
-use phone_client::gui::ui::{CompanionWindow, Phone, ReceiptRow};
+use phone_client::Decoder;
+use phone_client::companion::vouchers::{save_voucher_png, voucher_in_picture};
+use phone_client::gui::ui::{CompanionWindow, Phone, ReceiptRow, Vouchers};
 use phone_client::gui::{self, GuiOptions};
 use phone_client::{Announcer, Credentials, Interfaces, OrderRef};
-use protocol::{AccountId, OrderStatus, PhoneNumber, PhonePayKind, PhonePayRequest, Pin};
+use protocol::{
+    AccountId, Currency, Money, OrderStatus, PhoneNumber, PhonePayKind, PhonePayRequest, Pin,
+    VoucherLink, VoucherState,
+};
 use server_stub::testing::TestServer;
 use slint::{ComponentHandle, Model};
 
@@ -29,6 +36,15 @@ const GUI_TIMEOUT_S: u64 = 15;
 
 /// Runs the window's event loop until `done` holds; fails the test after the timeout.
 fn pump_until(window: &CompanionWindow, what: &str, done: impl Fn(&Phone<'_>) -> bool + 'static) {
+    pump_until_window(window, what, move |w| done(&w.global::<Phone>()));
+}
+
+/// As [`pump_until`], for a condition on the whole window (the voucher screens).
+fn pump_until_window(
+    window: &CompanionWindow,
+    what: &str,
+    done: impl Fn(&CompanionWindow) -> bool + 'static,
+) {
     let met = Rc::new(Cell::new(false));
     let deadline = Instant::now() + Duration::from_secs(GUI_TIMEOUT_S);
     let timer = slint::Timer::default();
@@ -39,7 +55,7 @@ fn pump_until(window: &CompanionWindow, what: &str, done: impl Fn(&Phone<'_>) ->
             Duration::from_millis(10),
             move || {
                 let Some(w) = weak.upgrade() else { return };
-                if done(&w.global::<Phone>()) {
+                if done(&w) {
                     met.set(true);
                     let _ = slint::quit_event_loop();
                 } else if Instant::now() > deadline {
@@ -84,11 +100,16 @@ fn assert_plain_screen(window: &CompanionWindow, screen: &str) -> Vec<String> {
     texts
 }
 
-/// Saves the window as `target/test-artifacts/companion-{name}.png`; checks it is not blank.
-fn screenshot(window: &CompanionWindow, name: &str) {
+/// The window as it is on screen now.
+fn snapshot(window: &CompanionWindow) -> image::RgbaImage {
     let shot = window.window().take_snapshot().expect("snapshot");
     let (w, h) = (shot.width(), shot.height());
-    let rgba = image::RgbaImage::from_raw(w, h, shot.as_bytes().to_vec()).unwrap();
+    image::RgbaImage::from_raw(w, h, shot.as_bytes().to_vec()).unwrap()
+}
+
+/// Saves the window as `target/test-artifacts/companion-{name}.png`; checks it is not blank.
+fn screenshot(window: &CompanionWindow, name: &str) {
+    let rgba = snapshot(window);
     let artifacts =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -135,6 +156,7 @@ fn companion_window_pays_a_nearby_order() {
         state: dir.path().join("companion.json"),
         interfaces: Interfaces::loopback(),
         frames: None,
+        pictures: dir.path().join("Pictures"),
     })
     .expect("companion window");
     let window = app.window.clone_strong();
@@ -319,6 +341,8 @@ fn companion_window_pays_a_nearby_order() {
     assert_eq!(rows[0].title, second.order.item.title, "newest first");
     assert_plain_screen(&window, "messages, paid");
 
+    vouchers_in_the_window(&io, &server, &window, &dir);
+
     // Signing out empties the wallet.
     phone.set_wallet_view(0);
     phone.invoke_logout();
@@ -331,4 +355,209 @@ fn companion_window_pays_a_nearby_order() {
     app.shutdown();
     announcer.stop();
     io.block_on(server.stop());
+}
+
+fn eur(minor: u64) -> Money {
+    Money::new(minor, Currency::parse("EUR").unwrap())
+}
+
+fn busy(w: &CompanionWindow) -> bool {
+    w.global::<Phone>().get_busy()
+}
+
+/// Bob makes a voucher of `amount` on his own phone and sends its picture (a PNG in
+/// `dir`); returns the picture's path and the voucher's link.
+fn bobs_voucher(
+    io: &tokio::runtime::Runtime,
+    server: &TestServer,
+    dir: &tempfile::TempDir,
+    amount: u64,
+) -> (std::path::PathBuf, VoucherLink) {
+    let (bob, _state) = couchpay_e2e::companion(server);
+    let bob_pin = Credentials::Pin {
+        account: AccountId::parse("bob").unwrap(),
+        pin: Pin::parse("2468").unwrap(),
+    };
+    let v = io
+        .block_on(bob.create_voucher(&bob_pin, eur(amount), None, None))
+        .unwrap();
+    let path = dir
+        .path()
+        .join(format!("from-bob-{}.png", v.id.log_prefix()));
+    save_voucher_png(&v.link, &path).unwrap();
+    (path, v.link)
+}
+
+/// The Vouchers tab and sheets (SPEC V), with alice signed in: she makes a voucher, its
+/// QR code on screen decodes (real decoder, from the rendered window) to a link the
+/// server knows, its picture is saved where the sheet says, the list shows it unused,
+/// the filter hides it, and voiding frees it. Then she opens a picture of a voucher Bob
+/// sent, sees the server's copy, and takes part of it; with "redeem on scan" set, the
+/// next one is taken at once.
+fn vouchers_in_the_window(
+    io: &tokio::runtime::Runtime,
+    server: &TestServer,
+    window: &CompanionWindow,
+    dir: &tempfile::TempDir,
+) {
+    let phone = window.global::<Phone>();
+    let vouchers = window.global::<Vouchers>();
+    let (checker, _state) = couchpay_e2e::companion(server);
+
+    phone.set_tab(4);
+    vouchers.invoke_refresh();
+    pump_until_window(window, "the voucher list", |w| {
+        !busy(w) && w.global::<Vouchers>().get_list().row_count() == 0
+    });
+    assert_plain_screen(window, "vouchers, empty");
+    // The PIN is asked for (the default settings), and the amount must be one.
+    vouchers.invoke_create("5.00".into(), "".into());
+    pump_until(window, "the missing-PIN message", idle_with_error);
+    assert_eq!(phone.get_error(), "Type your PIN to make a voucher.");
+    vouchers.invoke_create("five".into(), "1234".into());
+    pump_until(window, "the bad-amount message", idle_with_error);
+    assert_eq!(
+        phone.get_error(),
+        "five is not an amount like 10.00. No voucher was made."
+    );
+    vouchers.invoke_create("5.00".into(), "1234".into());
+    pump_until_window(window, "the new voucher full-screen", |w| {
+        !busy(w) && w.global::<Vouchers>().get_showing()
+    });
+    assert_eq!(phone.get_error(), "");
+    assert!(
+        phone.get_status().starts_with("Voucher of 5.00 EUR made"),
+        "{}",
+        phone.get_status()
+    );
+    let shown = vouchers.get_shown();
+    assert_eq!(shown.amount, "5.00 EUR");
+    assert_eq!(shown.state, "Unused");
+    assert!(shown.unused && shown.mine);
+    assert!(shown.valid.starts_with("Valid until "), "{:?}", shown.valid);
+    assert_plain_screen(window, "voucher");
+    screenshot(window, "voucher");
+
+    // What another phone's camera would read off this screen.
+    let gray = image::DynamicImage::ImageRgba8(snapshot(window)).to_luma8();
+    let report = Decoder::default().decode(&gray, &|t| VoucherLink::parse(t).is_ok());
+    let link = VoucherLink::parse(report.text.as_deref().expect("the QR on screen decodes"))
+        .expect("a voucher link");
+    let v = io.block_on(checker.open_voucher(&link)).unwrap();
+    assert_eq!(v.payer.as_str(), "alice");
+    assert_eq!(v.face_value, eur(500));
+    assert_eq!(v.state, VoucherState::Unused);
+
+    // Saved as a picture, where the sheet says; the picture holds the same link.
+    vouchers.invoke_save();
+    pump_until_window(window, "the saved picture", |w| {
+        !w.global::<Vouchers>().get_saved_to().is_empty()
+    });
+    let saved = std::path::PathBuf::from(vouchers.get_saved_to().as_str());
+    assert!(saved.starts_with(dir.path().join("Pictures")), "{saved:?}");
+    assert_eq!(voucher_in_picture(&saved).unwrap(), link);
+    assert_plain_screen(window, "voucher, saved");
+
+    // The list shows it unused; the Redeemed filter does not.
+    vouchers.invoke_close();
+    pump_until_window(window, "the list with the voucher", |w| {
+        !busy(w) && w.global::<Vouchers>().get_list().row_count() == 1
+    });
+    let row = vouchers.get_list().row_data(0).unwrap();
+    assert_eq!(
+        (row.amount.as_str(), row.state.as_str()),
+        ("5.00 EUR", "Unused")
+    );
+    assert!(row.detail.starts_with("Made "), "{row:?}");
+    assert_plain_screen(window, "vouchers");
+    screenshot(window, "vouchers");
+    vouchers.set_filter(2);
+    vouchers.invoke_refresh();
+    pump_until_window(window, "the empty Redeemed filter", |w| {
+        !busy(w) && w.global::<Vouchers>().get_list().row_count() == 0
+    });
+    vouchers.set_filter(0);
+    vouchers.invoke_refresh();
+    pump_until_window(window, "the whole list again", |w| {
+        !busy(w) && w.global::<Vouchers>().get_list().row_count() == 1
+    });
+
+    // Voided from its sheet: the server has it voided, the money is free again.
+    vouchers.invoke_open(0);
+    pump_until_window(window, "the voucher sheet", |w| {
+        w.global::<Vouchers>().get_showing()
+    });
+    vouchers.invoke_void();
+    pump_until_window(window, "the voided voucher", |w| {
+        !busy(w) && w.global::<Vouchers>().get_shown().state == "Voided"
+    });
+    assert_eq!(
+        phone.get_status(),
+        "Voucher voided: its 5.00 EUR is free to spend again."
+    );
+    assert_eq!(
+        io.block_on(checker.open_voucher(&link)).unwrap().state,
+        VoucherState::Voided
+    );
+    vouchers.invoke_close();
+
+    // A picture of Bob's voucher, opened from the Scan tab: the server's copy is shown,
+    // and alice takes 4.00 of its 10.00 (Bob gets the rest back at once).
+    let (picture, bobs) = bobs_voucher(io, server, dir, 10_00);
+    phone.set_tab(0);
+    phone.invoke_decode_picture(picture.display().to_string().into());
+    pump_until_window(window, "the scanned voucher", |w| {
+        !busy(w) && w.global::<Vouchers>().get_redeeming()
+    });
+    let scanned = vouchers.get_scanned();
+    assert_eq!(scanned.amount, "10.00 EUR");
+    assert!(scanned.payer.contains("bob"), "{:?}", scanned.payer);
+    assert!(scanned.unused && !scanned.mine);
+    assert!(scanned.valid.starts_with("Valid until "));
+    assert_plain_screen(window, "voucher redeem");
+    screenshot(window, "voucher-redeem");
+    vouchers.invoke_redeem("alice".into(), "4.00".into(), "".into());
+    pump_until(window, "the redemption", |p| {
+        !p.get_busy() && p.get_tab() == 3
+    });
+    assert_eq!(phone.get_error(), "");
+    assert_eq!(
+        phone.get_status(),
+        "Redeemed 4.00 EUR from Bob Chen into your wallet; 6.00 EUR went back to them."
+    );
+    let v = io.block_on(checker.open_voucher(&bobs)).unwrap();
+    assert_eq!(v.state, VoucherState::Redeemed);
+    assert_eq!(v.used, eur(4_00));
+    assert_eq!(v.payee.as_ref().map(AccountId::as_str), Some("alice"));
+
+    // "Redeem on scan": the next voucher is taken whole, without the sheet.
+    phone.set_tab(4);
+    vouchers.invoke_open_settings();
+    pump_until_window(window, "the voucher settings", |w| {
+        !busy(w) && w.global::<Vouchers>().get_settings_open()
+    });
+    assert_plain_screen(window, "voucher settings");
+    screenshot(window, "voucher-settings");
+    vouchers.invoke_save_settings(true, true);
+    pump_until_window(window, "the saved settings", |w| {
+        !busy(w) && !w.global::<Vouchers>().get_settings_open()
+    });
+    assert!(vouchers.get_redeem_on_scan());
+    let (picture, next) = bobs_voucher(io, server, dir, 3_00);
+    phone.set_tab(0);
+    phone.invoke_decode_picture(picture.display().to_string().into());
+    pump_until(window, "the redemption on scan", |p| {
+        !p.get_busy() && p.get_tab() == 3 && p.get_status().starts_with("Redeemed")
+    });
+    assert_eq!(
+        phone.get_status(),
+        "Redeemed 3.00 EUR from Bob Chen into your wallet."
+    );
+    assert!(!vouchers.get_redeeming());
+    assert_eq!(
+        io.block_on(checker.open_voucher(&next)).unwrap().state,
+        VoucherState::Redeemed
+    );
+    let audit = io.block_on(server.client().audit()).unwrap();
+    assert!(audit.ok, "{:?}", audit.problems);
 }

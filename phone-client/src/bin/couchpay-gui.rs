@@ -1,4 +1,4 @@
-//! `couchpay-gui`: the companion in a phone-sized window (Scan, Nearby, Code, Wallet).
+//! `couchpay-gui`: the companion in a phone-sized window (Scan, Nearby, Code, Wallet, Vouchers).
 
 use std::path::PathBuf;
 
@@ -28,6 +28,9 @@ struct Cli {
     /// A folder of pictures offered as the virtual camera.
     #[arg(long)]
     frames: Option<PathBuf>,
+    /// Where saved voucher pictures go (default: your Pictures folder).
+    #[arg(long)]
+    pictures: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
             Interfaces::Only(cli.interfaces)
         },
         frames: cli.frames,
+        pictures: cli.pictures.unwrap_or_else(GuiOptions::default_pictures),
     })?;
     Ok(())
 }
