@@ -764,6 +764,9 @@ pub struct PacketSet {
     pub id: PacketSetId,
     /// The claim link (QR content).
     pub link: PacketLink,
+    /// The code to type on a phone instead of scanning (sets made before codes had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_code: Option<ShortCode>,
     pub sender: AccountId,
     pub sender_name: String,
     pub message: String,
@@ -799,6 +802,80 @@ pub struct ClaimPacket {
 pub struct Claimed {
     pub amount: Money,
     pub set: PacketSet,
+}
+
+/// `POST /v1/packets/{id}/offer`: the sender asks a TV (named by its device id, as found
+/// nearby) to show the set. The TV asks the room before it shows anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferPackets {
+    pub account: AccountId,
+    pub auth: PayerAuth,
+    pub device_id: DeviceId,
+}
+
+/// Events on `GET /v1/devices/{id}/events` (server-sent events, for a TV): what others
+/// ask this TV to show. The first event is `hello`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "events are built once and moved, boxing buys nothing"
+)]
+pub enum DeviceEvent {
+    /// Sent first on every stream so the TV knows it is live.
+    Hello { device: DeviceId },
+    /// The set's sender asks this TV to show their red packets (claim link and code).
+    PacketsOffered { set: PacketSet },
+    /// An event this client does not know (sent by a newer server).
+    #[serde(other)]
+    Other,
+}
+
+impl DeviceEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::PacketsOffered { .. } => "packets_offered",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Events on `GET /v1/packets/{id}/events` (server-sent events, for the screen showing a
+/// set): a `snapshot` first, then each claim, until the set is finished or refunded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PacketsEvent {
+    Snapshot { set: PacketSet },
+    Claimed { set: PacketSet },
+    Finished { set: PacketSet },
+    Refunded { set: PacketSet },
+}
+
+impl PacketsEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Snapshot { .. } => "snapshot",
+            Self::Claimed { .. } => "claimed",
+            Self::Finished { .. } => "finished",
+            Self::Refunded { .. } => "refunded",
+        }
+    }
+
+    pub fn set(&self) -> &PacketSet {
+        match self {
+            Self::Snapshot { set }
+            | Self::Claimed { set }
+            | Self::Finished { set }
+            | Self::Refunded { set } => set,
+        }
+    }
+
+    /// After this event the set takes no more claims (its stream ends).
+    pub fn is_final(&self) -> bool {
+        self.set().state != PacketSetState::Open
+    }
 }
 
 /// The query of `GET /v1/accounts/{id}/vouchers`: all fields optional.

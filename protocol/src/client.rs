@@ -622,6 +622,45 @@ impl Client {
         self.event_stream(req).await
     }
 
+    /// `GET /v1/devices/{id}/events`: what others ask this TV to show (a `hello` first).
+    pub async fn device_events(
+        &self,
+        id: &DeviceId,
+    ) -> Result<impl Stream<Item = Result<DeviceEvent, ClientError>> + Send + 'static, ClientError>
+    {
+        let req = self
+            .http
+            .get(self.base.join(&format!("/v1/devices/{id}/events")));
+        self.event_stream(req).await
+    }
+
+    /// `GET /v1/packets/{id}/events`: a `snapshot` of the set, then each claim; the stream
+    /// ends when the set is finished or refunded.
+    pub async fn packets_events(
+        &self,
+        id: &PacketSetId,
+    ) -> Result<impl Stream<Item = Result<PacketsEvent, ClientError>> + Send + 'static, ClientError>
+    {
+        let req = self
+            .http
+            .get(self.base.join(&format!("/v1/packets/{id}/events")));
+        self.event_stream(req).await
+    }
+
+    /// `POST /v1/packets/{id}/offer`: the sender asks a TV to show the set.
+    pub async fn offer_packets(
+        &self,
+        id: &PacketSetId,
+        req: &OfferPackets,
+    ) -> Result<PacketSet, ClientError> {
+        self.post(&format!("/v1/packets/{id}/offer"), req).await
+    }
+
+    /// `GET /v1/packets/by-code/{code}`: the open set with this short code.
+    pub async fn packets_by_code(&self, code: &ShortCode) -> Result<PacketSet, ClientError> {
+        self.get(&format!("/v1/packets/by-code/{code}")).await
+    }
+
     async fn event_stream<T: DeserializeOwned + Send + 'static>(
         &self,
         req: RequestBuilder,

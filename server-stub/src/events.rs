@@ -1,4 +1,5 @@
-//! The event hub: per-order and per-account broadcast channels feeding the SSE streams.
+//! The event hub: per-order, per-account, per-device and per-red-packet-set broadcast
+//! channels feeding the SSE streams.
 //!
 //! Channels exist only while someone listens: a publish with no subscriber costs one
 //! map lookup, and channels whose last subscriber left are pruned.
@@ -7,7 +8,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 
-use protocol::{AccountEvent, AccountId, OrderEvent, OrderId};
+use protocol::{
+    AccountEvent, AccountId, DeviceEvent, DeviceId, OrderEvent, OrderId, PacketSetId, PacketsEvent,
+};
 use tokio::sync::broadcast;
 
 use crate::error::{ApiError, ApiResult};
@@ -20,9 +23,15 @@ const CHANNEL_CAPACITY: usize = 16;
 /// An event committed by the writer, to publish after the commit (and, on PostgreSQL,
 /// to relay to the other nodes through the outbox, as JSON).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "events are built once and moved, boxing buys nothing"
+)]
 pub enum Event {
     Order(OrderEvent),
     Account(AccountId, AccountEvent),
+    Device(DeviceId, DeviceEvent),
+    Packets(PacketSetId, PacketsEvent),
 }
 
 #[derive(Debug)]
@@ -78,6 +87,8 @@ impl<K: Eq + Hash + Clone, V: Clone> Topics<K, V> {
 pub struct Hub {
     orders: Topics<OrderId, OrderEvent>,
     accounts: Topics<AccountId, AccountEvent>,
+    devices: Topics<DeviceId, DeviceEvent>,
+    packets: Topics<PacketSetId, PacketsEvent>,
 }
 
 impl Default for Hub {
@@ -91,6 +102,8 @@ impl Hub {
         Self {
             orders: Topics::new(),
             accounts: Topics::new(),
+            devices: Topics::new(),
+            packets: Topics::new(),
         }
     }
 
@@ -105,6 +118,17 @@ impl Hub {
         self.accounts.subscribe(id, MAX_SUBSCRIBERS)
     }
 
+    pub fn subscribe_device(&self, id: &DeviceId) -> ApiResult<broadcast::Receiver<DeviceEvent>> {
+        self.devices.subscribe(id, MAX_SUBSCRIBERS)
+    }
+
+    pub fn subscribe_packets(
+        &self,
+        id: &PacketSetId,
+    ) -> ApiResult<broadcast::Receiver<PacketsEvent>> {
+        self.packets.subscribe(id, MAX_SUBSCRIBERS)
+    }
+
     pub fn publish(&self, event: Event) {
         match event {
             Event::Order(e) => {
@@ -112,11 +136,13 @@ impl Hub {
                 self.orders.publish(&id, e);
             }
             Event::Account(id, e) => self.accounts.publish(&id, e),
+            Event::Device(id, e) => self.devices.publish(&id, e),
+            Event::Packets(id, e) => self.packets.publish(&id, e),
         }
     }
 
     /// Drops channels nobody listens to; returns how many remain.
     pub fn prune(&self) -> usize {
-        self.orders.prune() + self.accounts.prune()
+        self.orders.prune() + self.accounts.prune() + self.devices.prune() + self.packets.prune()
     }
 }

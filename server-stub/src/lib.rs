@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod limits;
 pub mod merchants;
 pub mod middleware;
+pub mod offers;
 pub mod orders;
 pub mod outbox;
 pub mod packetpage;
@@ -146,6 +147,7 @@ pub fn app(state: AppState) -> Router {
         .merge(merchants::router())
         .merge(vouchers::router())
         .merge(packets::router())
+        .merge(offers::router())
         .merge(testclock::router())
         .merge(web::router())
         .fallback(web::not_found)

@@ -31,8 +31,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::{
     AccountEvent, AccountId, ClaimPacket, Claimed, CreatePackets, Money, PacketClaim, PacketLink,
-    PacketQuote, PacketQuoteRequest, PacketSet, PacketSetId, PacketSetState, PacketSplit, Page,
-    ServerUrl,
+    PacketQuote, PacketQuoteRequest, PacketSet, PacketSetId, PacketSetState, PacketSplit,
+    PacketsEvent, Page, ServerUrl, ShortCode,
 };
 use serde::Deserialize;
 
@@ -44,6 +44,8 @@ use crate::paging::PageQuery;
 use crate::sessions::Proof;
 use crate::{AppState, ledger, sessions};
 
+/// Tries at a short code not held by another open set before giving up.
+const SHORT_CODE_ATTEMPTS: usize = 8;
 /// Most packets in one set.
 pub const MAX_PACKETS: u32 = 10_000;
 /// Claims listed in a claim's answer and in the claim events (the newest); `GET` of a set
@@ -172,7 +174,7 @@ pub(crate) fn load_set(
 /// The stored set, with every claim (`newest: None`) or only the newest ones: a claim's
 /// answer and events list [`LIVE_CLAIMS`], so a claim costs the same in a set of ten
 /// thousand packets as in one of ten.
-fn load_set_listing(
+pub(crate) fn load_set_listing(
     conn: &Connection,
     server: &ServerUrl,
     id: &PacketSetId,
@@ -191,13 +193,13 @@ fn load_set_listing(
         i64,
         i64,
         i64,
-        (i64, i64),
+        (i64, i64, Option<String>),
     );
     let head: Option<Head> = conn
         .prepare_cached(
             "SELECT s.sender, a.name, s.currency, s.total, s.count, s.fixed, s.message, s.state,
                     s.restricted, s.refunded, s.created_at_ms, s.expires_at_ms, s.claimed,
-                    s.largest
+                    s.largest, s.short_code
              FROM packet_sets s JOIN accounts a ON a.id = s.sender WHERE s.id = ?1",
         )?
         .query_row([id.as_str()], |r| {
@@ -214,7 +216,7 @@ fn load_set_listing(
                 r.get(9)?,
                 r.get(10)?,
                 r.get(11)?,
-                (r.get(12)?, r.get(13)?),
+                (r.get(12)?, r.get(13)?, r.get(14)?),
             ))
         })
         .optional()?;
@@ -231,7 +233,7 @@ fn load_set_listing(
         refunded,
         created,
         expires,
-        (claimed, largest),
+        (claimed, largest, code),
     )) = head
     else {
         return Ok(None);
@@ -290,6 +292,10 @@ fn load_set_listing(
     Ok(Some(PacketSet {
         id: id.clone(),
         link: PacketLink::new(server.clone(), id.clone()),
+        short_code: code
+            .map(|c| ShortCode::parse(&c))
+            .transpose()
+            .map_err(bad)?,
         sender: AccountId::parse(&sender).map_err(bad)?,
         sender_name,
         message,
@@ -323,7 +329,12 @@ async fn create(
             MAX_VALIDITY_S / 86_400
         )));
     }
-    let message = crate::orders::clean_text(&req.message, 200, "message")?;
+    // The message is optional; one that is given is checked like any shown text.
+    let message = if req.message.trim().is_empty() {
+        String::new()
+    } else {
+        crate::orders::clean_text(&req.message, 200, "message")?
+    };
     let allowed: Option<BTreeSet<AccountId>> = req.allowed.clone().map(|a| a.into_iter().collect());
     if allowed
         .as_ref()
@@ -368,24 +379,37 @@ async fn create(
             }
             let id = PacketSetId::random();
             let escrow = ledger::escrow_account(conn, q.total.currency, now)?;
-            conn.prepare_cached(
-                "INSERT INTO packet_sets (id, sender, currency, total, count, fixed, message,
-                     escrow, state, restricted, created_at_ms, expires_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                id.as_str(),
-                sender.as_str(),
-                q.total.currency.as_str(),
-                q.total.minor as i64,
-                i64::from(req.count),
-                i64::from(matches!(req.split, PacketSplit::Fixed { .. })),
-                message,
-                escrow,
-                i64::from(allowed.is_some()),
-                now,
-                now + valid_s as i64 * 1000
-            ])?;
+            let mut inserted = false;
+            for _ in 0..SHORT_CODE_ATTEMPTS {
+                inserted =
+                    conn.prepare_cached(
+                        "INSERT INTO packet_sets (id, sender, currency, total, count, fixed,
+                             message, escrow, state, restricted, created_at_ms, expires_at_ms,
+                             short_code)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', ?9, ?10, ?11, ?12)
+                         ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![
+                        id.as_str(),
+                        sender.as_str(),
+                        q.total.currency.as_str(),
+                        q.total.minor as i64,
+                        i64::from(req.count),
+                        i64::from(matches!(req.split, PacketSplit::Fixed { .. })),
+                        message,
+                        escrow,
+                        i64::from(allowed.is_some()),
+                        now,
+                        now + valid_s as i64 * 1000,
+                        ShortCode::random().as_str()
+                    ])? == 1;
+                if inserted {
+                    break;
+                }
+            }
+            if !inserted {
+                return Err(ApiError::internal("no free short code for a packet set"));
+            }
             ledger::transfer(
                 conn,
                 sender.as_str(),
@@ -576,6 +600,14 @@ pub(crate) fn claim_in_tx(
             },
         ));
     }
+    events.push(Event::Packets(
+        id.clone(),
+        if finished {
+            PacketsEvent::Finished { set: set.clone() }
+        } else {
+            PacketsEvent::Claimed { set: set.clone() }
+        },
+    ));
     if finished {
         push_to_all(conn, events, &set, |set| AccountEvent::PacketsFinished {
             set,
@@ -660,6 +692,10 @@ pub async fn sweep_expired(s: &AppState) -> ApiResult<usize> {
                 refunded += 1;
                 let set_id = PacketSetId::parse(&id).map_err(ApiError::internal)?;
                 if let Some(set) = load_set_listing(conn, &server, &set_id, Some(LIVE_CLAIMS))? {
+                    events.push(Event::Packets(
+                        set_id.clone(),
+                        PacketsEvent::Refunded { set: set.clone() },
+                    ));
                     push_to_all(conn, events, &set, |set| AccountEvent::PacketsRefunded {
                         set,
                     })?;

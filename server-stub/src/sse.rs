@@ -36,6 +36,18 @@ impl Named for protocol::AccountEvent {
     }
 }
 
+impl Named for protocol::DeviceEvent {
+    fn event_name(&self) -> &'static str {
+        self.name()
+    }
+}
+
+impl Named for protocol::PacketsEvent {
+    fn event_name(&self) -> &'static str {
+        self.name()
+    }
+}
+
 fn encode<E: Serialize + Named>(e: &E) -> SseEvent {
     SseEvent::default()
         .event(e.event_name())

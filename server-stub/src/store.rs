@@ -72,6 +72,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0007_packet_largest.sql"),
         include_str!("../migrations/postgres/0007_packet_largest.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0008_packet_codes.sql"),
+        include_str!("../migrations/postgres/0008_packet_codes.sql"),
+    ),
 ];
 
 /// Advisory lock that keeps nodes starting together from migrating at the same time.

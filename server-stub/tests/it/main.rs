@@ -10,6 +10,7 @@ mod flow;
 mod hardening;
 mod inprocess;
 mod multinode;
+mod offers;
 mod packetpage;
 mod packets;
 mod paypage;

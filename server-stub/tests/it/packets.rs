@@ -415,3 +415,18 @@ proptest! {
         }
     }
 }
+
+/// Regression: the message is optional (the companion's form says so).
+#[tokio::test]
+async fn a_set_without_a_message_is_sent() {
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    let mut req = send(2, PacketSplit::Fixed { each: eur(1_00) });
+    req.message = String::new();
+    let set = c.create_packets(&req).await.unwrap();
+    assert_eq!(set.message, "");
+    req.message = "  \u{202e}bad".into();
+    let refused = c.create_packets(&req).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::InvalidRequest), "{refused}");
+    srv.stop().await;
+}
