@@ -39,7 +39,12 @@ pub struct QrImage {
 /// Encodes `link` (already upper case, so QR alphanumeric mode applies) at error
 /// correction level M: 15 % of the code may be smudged or glared and it still scans.
 pub fn render(link: &PayLink) -> Result<QrImage, QrError> {
-    let code = QrCode::with_error_correction_level(link.to_string().as_bytes(), EcLevel::M)?;
+    render_text(&link.to_string())
+}
+
+/// Encodes any Couchpay link (pay link, red-packet claim link) the same way.
+pub fn render_text(text: &str) -> Result<QrImage, QrError> {
+    let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)?;
     let modules = code.width();
     let size = modules + 2 * QUIET_ZONE_MODULES;
     let mut rgba = vec![0xFF; size * size * 4];

@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use protocol::client::Client;
 use protocol::{
-    Catalog, CreateOrder, CreatedOrder, DeviceId, Entitlements, Order, OrderEvent, OrderId,
-    PhonePayRequest, PhonePayStarted, ServerUrl, Token,
+    Catalog, CreateOrder, CreatedOrder, DeviceEvent, DeviceId, Entitlements, Order, OrderEvent,
+    OrderId, PacketSetId, PacketsEvent, PhonePayRequest, PhonePayStarted, ServerUrl, Token,
 };
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -32,6 +32,15 @@ pub type Sink = Arc<dyn Fn(Input) + Send + Sync>;
 
 /// A stream of order events, as the backend delivers them.
 pub type EventStream = BoxStream<'static, Result<OrderEvent, Failure>>;
+/// A stream of the device's events (offers to show something).
+pub type DeviceStream = BoxStream<'static, Result<DeviceEvent, Failure>>;
+/// A stream of one red-packet set's events.
+pub type PacketsStream = BoxStream<'static, Result<PacketsEvent, Failure>>;
+
+/// First wait before reopening the device's event stream; doubled up to the maximum.
+pub const OFFERS_RETRY_INITIAL_MS: u64 = 1_000;
+/// Longest wait between two attempts to reopen the device's event stream.
+pub const OFFERS_RETRY_MAX_MS: u64 = 30_000;
 
 /// The server as the TV uses it. [`HttpBackend`] is the real one; tests plug in fakes.
 pub trait Backend: Clone + Send + Sync + 'static {
@@ -62,6 +71,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
         id: OrderId,
         req: PhonePayRequest,
     ) -> impl Future<Output = Result<PhonePayStarted, Failure>> + Send;
+    /// What others ask this TV to show (a `hello` first).
+    fn device_events(
+        &self,
+        device: DeviceId,
+    ) -> impl Future<Output = Result<DeviceStream, Failure>> + Send;
+    /// One red-packet set's events (a `snapshot` first).
+    fn packets_events(
+        &self,
+        set: PacketSetId,
+    ) -> impl Future<Output = Result<PacketsStream, Failure>> + Send;
 }
 
 /// The real server, through the protocol crate's typed client.
@@ -116,6 +135,16 @@ impl Backend for HttpBackend {
         req: PhonePayRequest,
     ) -> Result<PhonePayStarted, Failure> {
         Ok(self.client.pay_by_phone(&id, &req).await?)
+    }
+
+    async fn device_events(&self, device: DeviceId) -> Result<DeviceStream, Failure> {
+        let stream = self.client.device_events(&device).await?;
+        Ok(stream.map(|r| r.map_err(Failure::from)).boxed())
+    }
+
+    async fn packets_events(&self, set: PacketSetId) -> Result<PacketsStream, Failure> {
+        let stream = self.client.packets_events(&set).await?;
+        Ok(stream.map(|r| r.map_err(Failure::from)).boxed())
     }
 
     async fn asset(&self, path: String) -> Result<Vec<u8>, Failure> {
@@ -193,6 +222,10 @@ pub struct Runtime<B: Backend> {
     /// The BLE advert + GATT record, beside mDNS (absent when BLE is off).
     ble: Option<BleAnnouncer>,
     follower: Option<JoinHandle<()>>,
+    /// The device's event stream, for as long as the app runs.
+    offers: Option<JoinHandle<()>>,
+    /// The event stream of the red-packet set on screen.
+    packets: Option<JoinHandle<()>>,
 }
 
 impl<B: Backend> std::fmt::Debug for Runtime<B> {
@@ -228,6 +261,8 @@ impl<B: Backend> Runtime<B> {
             announcer_error,
             ble: None,
             follower: None,
+            offers: None,
+            packets: None,
         }
     }
 
@@ -302,6 +337,19 @@ impl<B: Backend> Runtime<B> {
                 self.follower = Some(self.handle.spawn(follow(b, order, generation, sink)));
             }
             Effect::StopFollowing => self.stop_following(),
+            Effect::ListenForOffers(device) => {
+                if let Some(old) = self.offers.take() {
+                    old.abort();
+                }
+                let sink = self.sink.clone();
+                self.offers = Some(self.handle.spawn(listen_for_offers(b, device, sink)));
+            }
+            Effect::FollowPackets { set, generation } => {
+                self.stop_following_packets();
+                let sink = self.sink.clone();
+                self.packets = Some(self.handle.spawn(follow_packets(b, set, generation, sink)));
+            }
+            Effect::StopFollowingPackets => self.stop_following_packets(),
             Effect::PollOrder(id) => self.spawn(async move {
                 match logged("polling the order", b.order(id.clone()).await) {
                     Ok(order) => Input::OrderUpdate(order),
@@ -400,11 +448,21 @@ impl<B: Backend> Runtime<B> {
             task.abort();
         }
     }
+
+    fn stop_following_packets(&mut self) {
+        if let Some(task) = self.packets.take() {
+            task.abort();
+        }
+    }
 }
 
 impl<B: Backend> Drop for Runtime<B> {
     fn drop(&mut self) {
         self.stop_following();
+        self.stop_following_packets();
+        if let Some(task) = self.offers.take() {
+            task.abort();
+        }
     }
 }
 
@@ -456,4 +514,72 @@ async fn follow<B: Backend>(backend: B, order: OrderId, generation: u64, sink: S
         generation,
         reason,
     });
+}
+
+/// Keeps the device's event stream open for as long as the app runs, reconnecting with
+/// backoff, and passes every red-packet offer on.
+async fn listen_for_offers<B: Backend>(backend: B, device: DeviceId, sink: Sink) {
+    let mut failures = 0u32;
+    loop {
+        match backend.device_events(device.clone()).await {
+            Ok(mut events) => {
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(DeviceEvent::PacketsOffered { set }) => {
+                            failures = 0;
+                            tracing::info!(set = set.id.log_prefix(), "red packets offered");
+                            sink(Input::PacketsOffered(set));
+                        }
+                        Ok(_) => failures = 0,
+                        Err(f) => {
+                            tracing::info!(error = %f.message(), "device event stream broke");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(f) => tracing::info!(error = %f.message(), "device event stream unavailable"),
+        }
+        failures = failures.saturating_add(1);
+        let shift = failures.saturating_sub(1).min(16);
+        let wait = OFFERS_RETRY_INITIAL_MS
+            .saturating_mul(1 << shift)
+            .min(OFFERS_RETRY_MAX_MS);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Follows one connection of a red-packet set's event stream: reports it opened on the
+/// first event (a snapshot), forwards every state of the set, and reports when it ends
+/// (reconnecting is the state machine's decision).
+async fn follow_packets<B: Backend>(backend: B, set: PacketSetId, generation: u64, sink: Sink) {
+    match backend.packets_events(set.clone()).await {
+        Err(f) => tracing::info!(error = %f.message(), "red-packet event stream unavailable"),
+        Ok(mut events) => {
+            let mut opened = false;
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(e) => {
+                        if !opened {
+                            opened = true;
+                            sink(Input::PacketsStreamOpened {
+                                set: set.clone(),
+                                generation,
+                            });
+                        }
+                        let last = e.is_final();
+                        sink(Input::PacketsUpdate(e.set().clone()));
+                        if last {
+                            return;
+                        }
+                    }
+                    Err(f) => {
+                        tracing::info!(error = %f.message(), "red-packet event stream broke");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    sink(Input::PacketsStreamEnded { set, generation });
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use protocol::{ItemId, ItemKind, Money, OrderId, PhonePayKind};
+use protocol::{ItemId, ItemKind, Money, PacketSetState, PhonePayKind};
 use slint::platform::Key as SlintKey;
 use slint::{
     ComponentHandle, Image, Model, ModelRc, Rgba8Pixel, SharedPixelBuffer, SharedString, VecModel,
@@ -211,7 +211,8 @@ fn to_image(width: u32, height: u32, rgba: &[u8]) -> Image {
 /// Images built once and reused while their source is unchanged.
 #[derive(Default)]
 struct RenderCache {
-    qr: Option<(OrderId, Image, u32)>,
+    /// The QR code on screen: the link it encodes, its image, its size in modules.
+    qr: Option<(String, Image, u32)>,
     posters: HashMap<ItemId, (Arc<Poster>, Image)>,
     /// (items, posters, what is owned) when the card model was last built.
     cards_key: Option<(usize, usize, u64)>,
@@ -389,24 +390,7 @@ impl<B: Backend> Shell<B> {
                 tv.set_page(Page::Item);
             }
             Screen::Order(o) => {
-                let fresh = self
-                    .cache
-                    .qr
-                    .as_ref()
-                    .is_none_or(|(id, ..)| *id != o.order.id);
-                if fresh {
-                    match qr::render(&o.order.pay_link) {
-                        Ok(q) => {
-                            let img = to_image(q.size, q.size, &q.rgba);
-                            self.cache.qr = Some((o.order.id.clone(), img, q.size));
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot draw the QR code"),
-                    }
-                }
-                if let Some((_, img, size)) = &self.cache.qr {
-                    tv.set_qr(img.clone());
-                    tv.set_qr_modules(i32::try_from(*size).unwrap_or(0));
-                }
+                show_qr(&mut self.cache, &tv, &o.order.pay_link.to_string());
                 tv.set_code(o.order.short_code.display().into());
                 tv.set_order_title(o.order.item.title.as_str().into());
                 tv.set_order_price(price(&o.order.amount).into());
@@ -595,6 +579,79 @@ impl<B: Backend> Shell<B> {
                 tv.set_focus(index(*selected));
                 tv.set_page(Page::Purchases);
             }
+            Screen::PacketsPrompt { set, focus, .. } => {
+                tv.set_packets_title(
+                    format!("{} would like to show red packets here", set.sender_name).into(),
+                );
+                let message = if set.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": “{}”", set.message)
+                };
+                tv.set_packets_detail(
+                    keep_quantities_together(&format!(
+                        "{} in {} packets for the people in the room{message}",
+                        price(&set.total),
+                        set.count
+                    ))
+                    .into(),
+                );
+                tv.set_focus(choice(*focus));
+                tv.set_page(Page::PacketsPrompt);
+            }
+            Screen::Packets(p) => {
+                let set = &p.set;
+                if p.is_open() {
+                    show_qr(&mut self.cache, &tv, &set.link.to_string());
+                }
+                tv.set_code(
+                    set.short_code
+                        .as_ref()
+                        .map(|c| c.display())
+                        .unwrap_or_default()
+                        .into(),
+                );
+                tv.set_packets_title(format!("Red packets from {}", set.sender_name).into());
+                tv.set_packets_detail(set.message.as_str().into());
+                let left = match set.state {
+                    PacketSetState::Open => format!(
+                        "{} of {} packets left · {} in all",
+                        set.remaining,
+                        set.count,
+                        price(&set.total)
+                    ),
+                    PacketSetState::Finished => {
+                        format!("All {} packets were opened", set.count)
+                    }
+                    PacketSetState::Refunded => format!(
+                        "Time is up: {} went back to {}",
+                        price(&set.refunded),
+                        set.sender_name
+                    ),
+                };
+                tv.set_packets_left(keep_quantities_together(&left).into());
+                tv.set_packets_open(p.is_open());
+                tv.set_packets_live(p.live);
+                // Newest first: the latest claim is at the top of the list.
+                let rows: Vec<Row> = set
+                    .claims
+                    .iter()
+                    .rev()
+                    .map(|c| Row {
+                        title: c.recipient_name.as_str().into(),
+                        // Equal packets have no luckiest.
+                        kind: if c.largest && !set.fixed {
+                            "★ luckiest"
+                        } else {
+                            ""
+                        }
+                        .into(),
+                        detail: price(&c.amount).into(),
+                    })
+                    .collect();
+                tv.set_rows(ModelRc::new(VecModel::from(rows)));
+                tv.set_page(Page::Packets);
+            }
             Screen::Problem(p) => {
                 tv.set_problem_title(p.title.as_str().into());
                 tv.set_problem_detail(p.detail.as_str().into());
@@ -611,6 +668,23 @@ impl<B: Backend> Shell<B> {
                 tv.set_page(Page::Problem);
             }
         }
+    }
+}
+
+/// Puts the QR code of `link` on screen, drawing it only when the link changed.
+fn show_qr(cache: &mut RenderCache, tv: &Tv<'_>, link: &str) {
+    if cache.qr.as_ref().is_none_or(|(l, ..)| l != link) {
+        match qr::render_text(link) {
+            Ok(q) => {
+                let img = to_image(q.size, q.size, &q.rgba);
+                cache.qr = Some((link.to_owned(), img, q.size));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot draw the QR code"),
+        }
+    }
+    if let Some((_, img, size)) = &cache.qr {
+        tv.set_qr(img.clone());
+        tv.set_qr_modules(i32::try_from(*size).unwrap_or(0));
     }
 }
 

@@ -6,21 +6,23 @@
 //! screen that is up; each screen's logic lives in its own module: `catalog` (catalog and
 //! item page), `order` (the order screen, its stream, announcements and cancel), `phone`
 //! (the phone-number pad, a sub-state of the order screen), `owned` (the device's
-//! entitlements: what is owned, My purchases), `player` (the paid screen and the player)
-//! and `problem` (errors and retries).
+//! entitlements: what is owned, My purchases), `player` (the paid screen and the player),
+//! `packets` (red packets a sender's phone offers to this TV) and `problem` (errors and
+//! retries).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use protocol::{
     Catalog, CatalogItem, CreateOrder, CreatedOrder, DeviceId, DiscoveryRecord, Entitlement,
-    Entitlements, ErrorCode, ItemId, Order, OrderId, OrderItem, PhoneNumber, PhonePayStarted,
-    Token,
+    Entitlements, ErrorCode, ItemId, Order, OrderId, OrderItem, PacketSet, PacketSetId,
+    PhoneNumber, PhonePayStarted, Token,
 };
 
 mod catalog;
 mod order;
 mod owned;
+mod packets;
 mod phone;
 mod player;
 mod problem;
@@ -28,6 +30,7 @@ mod problem;
 pub use catalog::ItemAction;
 pub use order::{AnnounceState, OrderScreen, StreamPhase, StreamState};
 pub use owned::{Ownership, dedupe_entitlements};
+pub use packets::PacketsScreen;
 pub use phone::{
     DEFAULT_COUNTRY_CODE, MAX_PHONE_DIGITS, PAD, PAD_COLUMNS, PadKey, PhoneEntry, PhonePhase,
     country_code_len, full_number_len, phone_failure_text,
@@ -176,6 +179,20 @@ pub enum Input {
         order: OrderId,
         result: Result<PhonePayStarted, Failure>,
     },
+    /// A sender's phone asks this TV to show red packets (from the device stream).
+    PacketsOffered(PacketSet),
+    /// The set's current state, from its event stream.
+    PacketsUpdate(PacketSet),
+    /// The set's event stream `generation` is connected (its snapshot arrived).
+    PacketsStreamOpened {
+        set: PacketSetId,
+        generation: u64,
+    },
+    /// The set's event stream `generation` ended or could not be opened.
+    PacketsStreamEnded {
+        set: PacketSetId,
+        generation: u64,
+    },
 }
 
 /// What the app asks the outside world to do.
@@ -211,6 +228,16 @@ pub enum Effect {
         tv_token: Token,
         phone: PhoneNumber,
     },
+    /// Listen, for as long as the app runs, for what others ask this TV to show (the
+    /// device's event stream, reconnected by the runtime).
+    ListenForOffers(DeviceId),
+    /// Open the red-packet set's event stream (replacing any open one).
+    FollowPackets {
+        set: PacketSetId,
+        generation: u64,
+    },
+    /// Close the set's event stream, if one is open.
+    StopFollowingPackets,
 }
 
 /// Which of its buttons a two-button screen has focused.
@@ -291,6 +318,14 @@ pub enum Screen {
         selected: usize,
     },
     Problem(Problem),
+    /// A sender asks to show red packets: OK shows them, Back refuses.
+    PacketsPrompt {
+        set: Box<PacketSet>,
+        focus: Choice,
+        back_to: Box<Screen>,
+    },
+    /// Red packets on screen: claim code and who got how much.
+    Packets(Box<PacketsScreen>),
 }
 
 /// The TV's identity, sent with every order.
@@ -323,6 +358,8 @@ pub struct App {
     wall: Option<(i64, u64)>,
     /// Digits prefilled on the phone pad: the country calling code.
     phone_country_code: String,
+    /// A red-packet offer waiting for a quiet screen (the newest only).
+    pending_offer: Option<PacketSet>,
 }
 
 fn backoff(initial_ms: u64, max_ms: u64, failures: u32) -> u64 {
@@ -347,8 +384,13 @@ impl App {
             owned_version: 0,
             wall: None,
             phone_country_code: DEFAULT_COUNTRY_CODE.to_owned(),
+            pending_offer: None,
         };
-        (app, vec![Effect::LoadCatalog])
+        let device = app.identity.device_id.clone();
+        (
+            app,
+            vec![Effect::LoadCatalog, Effect::ListenForOffers(device)],
+        )
     }
 
     pub fn items(&self) -> &[CatalogItem] {
@@ -417,6 +459,14 @@ impl App {
                     o.ble = AnnounceState::from(result);
                 }
             }
+            Input::PacketsOffered(set) => self.on_packets_offered(set),
+            Input::PacketsUpdate(set) => self.on_packets_update(set, &mut fx),
+            Input::PacketsStreamOpened { set, generation } => {
+                self.on_packets_stream_opened(&set, generation)
+            }
+            Input::PacketsStreamEnded { set, generation } => {
+                self.on_packets_stream_ended(&set, generation)
+            }
         }
         fx
     }
@@ -451,7 +501,15 @@ impl App {
             } => self.on_expired_key(index, order, confirmed, focus, key, fx),
             Screen::Purchases { list, selected } => self.on_purchases_key(list, selected, key),
             Screen::Problem(p) => self.on_problem_key(p, key, fx),
+            Screen::PacketsPrompt {
+                set,
+                focus,
+                back_to,
+            } => self.on_packets_prompt_key(*set, focus, *back_to, key, fx),
+            Screen::Packets(p) => self.on_packets_key(&p, key, fx),
         }
+        // Leaving an order (or a problem) for a quiet screen shows a waiting offer.
+        self.show_pending_offer();
     }
 
     fn on_tick(&mut self, fx: &mut Vec<Effect>) {
@@ -464,8 +522,10 @@ impl App {
                 }
             }
             Screen::Order(_) => self.tick_order(fx),
+            Screen::Packets(_) => self.tick_packets(fx),
             _ => {}
         }
+        self.show_pending_offer();
     }
 
     fn go_home(&mut self) {

@@ -2,6 +2,7 @@
 //! mDNS on loopback, and flows against the real stub server.
 
 mod mdns;
+mod packets;
 mod server;
 mod state;
 mod support;

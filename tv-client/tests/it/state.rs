@@ -12,7 +12,13 @@ fn server() -> ServerUrl {
 /// An app with the catalog loaded and the catalog screen up, at local time 0.
 fn app_on_catalog() -> App {
     let (mut app, fx) = App::init(identity(), 0);
-    assert_eq!(fx, vec![Effect::LoadCatalog]);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::LoadCatalog,
+            Effect::ListenForOffers(app.identity.device_id.clone())
+        ]
+    );
     assert_eq!(app.screen, Screen::Starting);
     let fx = app.handle(Input::CatalogLoaded(Ok(catalog())));
     assert_eq!(
@@ -1112,4 +1118,100 @@ fn the_pad_prefills_the_country_code_and_moves_to_send_after_a_full_number() {
     assert_ne!(PAD[phone(&app).pad_focus], PadKey::Send);
     digits(&mut app, "3");
     assert_eq!(PAD[phone(&app).pad_focus], PadKey::Send);
+}
+
+/// An open red-packet set of `count` packets from Alice, none claimed.
+fn packet_set(count: u32) -> protocol::PacketSet {
+    let id = protocol::PacketSetId::random();
+    let eur = protocol::Currency::parse("EUR").unwrap();
+    protocol::PacketSet {
+        link: protocol::PacketLink::new(server(), id.clone()),
+        id,
+        short_code: Some(protocol::ShortCode::random()),
+        sender: protocol::AccountId::parse("alice").unwrap(),
+        sender_name: "Alice Martin".into(),
+        message: String::new(),
+        count,
+        total: protocol::Money::new(u64::from(count) * 100, eur),
+        fixed: true,
+        state: protocol::PacketSetState::Open,
+        claims: Vec::new(),
+        remaining: count,
+        refunded: protocol::Money::new(0, eur),
+        created_at_ms: 1_800_000_000_000,
+        expires_at_ms: 1_800_086_400_000,
+        allowed: None,
+    }
+}
+
+#[test]
+fn a_red_packet_offer_waits_while_an_order_is_on_screen_then_asks() {
+    let (mut app, _) = app_on_order();
+    let set = packet_set(3);
+    assert!(app.handle(Input::PacketsOffered(set.clone())).is_empty());
+    assert!(
+        app.order_screen().is_some(),
+        "an order on screen is never covered"
+    );
+    // Back cancels the order; the item page is a quiet screen, so the TV asks now.
+    app.handle(Input::Key(Key::Back));
+    assert!(
+        matches!(&app.screen, Screen::PacketsPrompt { set: s, focus: Choice::Primary, .. } if s.id == set.id),
+        "{:?}",
+        app.screen
+    );
+    // The same offer again changes nothing; Back refuses and goes back.
+    assert!(app.handle(Input::PacketsOffered(set)).is_empty());
+    assert!(app.handle(Input::Key(Key::Back)).is_empty());
+    assert!(
+        matches!(app.screen, Screen::Item { .. }),
+        "{:?}",
+        app.screen
+    );
+}
+
+#[test]
+fn shown_red_packets_follow_their_stream_reconnect_and_close_once() {
+    let mut app = app_on_catalog();
+    let set = packet_set(2);
+    app.handle(Input::PacketsOffered(set.clone()));
+    let fx = app.handle(Input::Key(Key::Ok));
+    let generation = match fx.as_slice() {
+        [Effect::FollowPackets { set: s, generation }] if *s == set.id => *generation,
+        other => panic!("expected to follow the set, got {other:?}"),
+    };
+    app.handle(Input::PacketsStreamOpened {
+        set: set.id.clone(),
+        generation,
+    });
+    assert!(matches!(&app.screen, Screen::Packets(p) if p.live));
+    // The stream drops: it is reopened after the backoff, with a new generation.
+    app.handle(Input::PacketsStreamEnded {
+        set: set.id.clone(),
+        generation,
+    });
+    assert!(app.handle(Input::Tick { now_ms: 100 }).is_empty());
+    let fx = app.handle(Input::Tick {
+        now_ms: STREAM_RETRY_INITIAL_MS + 1,
+    });
+    assert!(
+        matches!(fx.as_slice(), [Effect::FollowPackets { generation: g, .. }] if *g > generation),
+        "{fx:?}"
+    );
+    // Finished: the stream is closed; a late "open" update cannot reopen it.
+    let mut finished = set.clone();
+    finished.state = protocol::PacketSetState::Finished;
+    finished.remaining = 0;
+    assert_eq!(
+        app.handle(Input::PacketsUpdate(finished)),
+        vec![Effect::StopFollowingPackets]
+    );
+    assert!(app.handle(Input::PacketsUpdate(set)).is_empty());
+    assert!(matches!(&app.screen, Screen::Packets(p) if !p.is_open()));
+    // OK closes the final list and goes back to the catalog.
+    assert_eq!(
+        app.handle(Input::Key(Key::Ok)),
+        vec![Effect::StopFollowingPackets]
+    );
+    assert!(matches!(app.screen, Screen::Catalog { .. }));
 }

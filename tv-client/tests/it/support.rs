@@ -290,6 +290,24 @@ impl Backend for FakeBackend {
         Ok(first.chain(futures_util::stream::pending()).boxed())
     }
 
+    async fn device_events(
+        &self,
+        device: DeviceId,
+    ) -> Result<tv_client::runtime::DeviceStream, Failure> {
+        // A hello, then silence: nobody offers this fake TV anything.
+        let first = futures_util::stream::iter([Ok(protocol::DeviceEvent::Hello { device })]);
+        Ok(first.chain(futures_util::stream::pending()).boxed())
+    }
+
+    async fn packets_events(
+        &self,
+        _set: protocol::PacketSetId,
+    ) -> Result<tv_client::runtime::PacketsStream, Failure> {
+        Err(Failure::Unreachable(
+            "the fake server has no red packets".into(),
+        ))
+    }
+
     async fn pay_by_phone(
         &self,
         id: OrderId,

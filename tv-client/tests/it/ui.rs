@@ -107,6 +107,16 @@ impl<B: Backend> Ui<B> {
         );
     }
 
+    /// Pumps backend answers into the app until `done(app)`; false after `timeout`.
+    pub(crate) fn reached(&self, timeout: Duration, done: impl Fn(&App) -> bool) -> bool {
+        pump_until(
+            &self.rx,
+            timeout,
+            |input| self.shell.borrow_mut().dispatch(input),
+            || done(&self.shell.borrow().app),
+        )
+    }
+
     /// Feeds an input as if it came from the server.
     pub(crate) fn inject(&self, input: Input) {
         self.shell.borrow_mut().dispatch(input);
