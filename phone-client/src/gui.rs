@@ -1,5 +1,5 @@
 //! The companion's Slint window (feature `gui`): Scan, Nearby, Enter code, Wallet and
-//! Vouchers tabs over the same core as the CLI. I/O runs on a tokio runtime and a discovery
+//! Gifts (vouchers, red packets) tabs over the same core as the CLI. I/O runs on a tokio runtime and a discovery
 //! thread; results are posted back to the UI thread with `upgrade_in_event_loop`.
 
 use std::path::PathBuf;
@@ -28,10 +28,12 @@ mod packets;
 #[path = "gui_ui.rs"]
 pub mod ui;
 mod vouchers;
+use packets::PacketScreen;
 use ui::{
-    BalanceView, CompanionWindow, ConfirmView, NearbyRow, Phone, ReceiptRow, SmsRow, Vouchers,
+    BalanceView, CompanionWindow, ConfirmView, NearbyRow, Packets, Phone, ReceiptRow, SmsRow,
+    Vouchers,
 };
-use vouchers::{TAB_VOUCHERS, VoucherScreen};
+use vouchers::{TAB_GIFTS, VoucherScreen};
 
 /// How long a scan from the window runs before giving up, in seconds.
 pub const GUI_SCAN_TIMEOUT_S: u64 = 60;
@@ -96,6 +98,7 @@ struct Ctx {
     /// Codes (phone, code) that paid in this window: their messages say "paid".
     sms_paid: Arc<Mutex<Vec<(String, String)>>>,
     vouchers: Arc<Mutex<VoucherScreen>>,
+    packets: Arc<Mutex<PacketScreen>>,
     server: Option<ServerUrl>,
     io: tokio::runtime::Handle,
 }
@@ -116,6 +119,7 @@ impl Ctx {
             messages: self.messages.clone(),
             sms_paid: self.sms_paid.clone(),
             vouchers: self.vouchers.clone(),
+            packets: self.packets.clone(),
             server: self.server.clone(),
             io: self.io.clone(),
         }
@@ -253,8 +257,13 @@ impl Ctx {
             v.set_list(ModelRc::new(VecModel::<ui::VoucherRow>::default()));
             v.set_showing(false);
             v.set_settings_open(false);
+            let r = w.global::<Packets>();
+            r.set_list(ModelRc::new(VecModel::<ui::PacketRow>::default()));
+            r.set_showing(false);
+            r.set_quoting(false);
         });
         *lock(&self.vouchers) = VoucherScreen::default();
+        *lock(&self.packets) = PacketScreen::default();
     }
 
     /// The tab on screen now (UI thread only).
@@ -440,6 +449,7 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
         messages: Arc::new(Mutex::new(Vec::new())),
         sms_paid: Arc::new(Mutex::new(Vec::new())),
         vouchers: Arc::new(Mutex::new(VoucherScreen::default())),
+        packets: Arc::new(Mutex::new(PacketScreen::default())),
         server: options.servers.first().cloned(),
         io: io.handle().clone(),
     });
@@ -697,8 +707,9 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
             match signed {
                 Ok(_) => {
                     ctx.load_wallet(None);
-                    if tab == TAB_VOUCHERS {
+                    if tab == TAB_GIFTS {
                         ctx.load_vouchers();
+                        ctx.load_packets();
                         ctx.status(tab, false, "Signed in.", "");
                     }
                 }
@@ -819,6 +830,7 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
     });
 
     vouchers::wire(&ctx, &window.global::<Vouchers>(), options.pictures.clone());
+    packets::wire(&ctx, &window.global::<Packets>(), options.pictures.clone());
 
     Ok(Gui {
         window,

@@ -6,8 +6,10 @@
 //! paid. Typing the same code afterwards is refused. Then the TV sends a new order to
 //! the account's phone number and the SMS code, paid from the Wallet's messages,
 //! completes it. In the Vouchers tab she makes, shows, saves, lists and voids a voucher,
-//! and takes vouchers Bob sent as pictures (see [`vouchers_in_the_window`]). Every screen
-//! is checked for developer text and saved as a PNG.
+//! and takes vouchers Bob sent as pictures (see [`vouchers_in_the_window`]); she sends
+//! red packets that Bob and Carol open, and opens one Bob sent from its picture (see
+//! [`packets_in_the_window`]). Every screen is checked for developer text and saved as a
+//! PNG.
 //!
 //! This is the only test in the binary that gives Slint an event loop (the companion
 //! posts results from its I/O threads with `upgrade_in_event_loop`); Slint allows one
@@ -20,13 +22,14 @@ use std::time::{Duration, Instant};
 use couchpay_e2e::{TV_NAME, tv_order, tv_sees_paid};
 use i_slint_backend_testing::{ElementHandle, TestingBackend, TestingBackendOptions};
 use phone_client::Decoder;
+use phone_client::companion::packets::{PacketsToSend, save_packets_png};
 use phone_client::companion::vouchers::{save_voucher_png, voucher_in_picture};
-use phone_client::gui::ui::{CompanionWindow, Phone, ReceiptRow, Vouchers};
+use phone_client::gui::ui::{CompanionWindow, Packets, Phone, ReceiptRow, Vouchers};
 use phone_client::gui::{self, GuiOptions};
 use phone_client::{Announcer, Credentials, Interfaces, OrderRef};
 use protocol::{
-    AccountId, Currency, Money, OrderStatus, PhoneNumber, PhonePayKind, PhonePayRequest, Pin,
-    VoucherLink, VoucherState,
+    AccountId, ClaimPacket, Currency, Money, OrderStatus, PacketLink, PacketSplit, PayerAuth,
+    PhoneNumber, PhonePayKind, PhonePayRequest, Pin, VoucherLink, VoucherState,
 };
 use server_stub::testing::TestServer;
 use slint::{ComponentHandle, Model};
@@ -342,6 +345,7 @@ fn companion_window_pays_a_nearby_order() {
     assert_plain_screen(&window, "messages, paid");
 
     vouchers_in_the_window(&io, &server, &window, &dir);
+    packets_in_the_window(&io, &server, &window, &dir);
 
     // Signing out empties the wallet.
     phone.set_wallet_view(0);
@@ -559,5 +563,141 @@ fn vouchers_in_the_window(
         VoucherState::Redeemed
     );
     let audit = io.block_on(server.client().audit()).unwrap();
+    assert!(audit.ok, "{:?}", audit.problems);
+}
+
+/// Red packets in the Gifts tab (SPEC R), with alice signed in: she asks what 3 packets
+/// of 6.00 at random take, sends them, and the claim code on screen decodes to a link
+/// the server knows; Bob and Carol open one each on their phones; her history and the
+/// set's sheet show who got how much, the largest marked. Then a picture of packets Bob
+/// sent, opened from the Scan tab, puts one packet in her wallet.
+fn packets_in_the_window(
+    io: &tokio::runtime::Runtime,
+    server: &TestServer,
+    window: &CompanionWindow,
+    dir: &tempfile::TempDir,
+) {
+    let phone = window.global::<Phone>();
+    let packets = window.global::<Packets>();
+    let client = server.client();
+    phone.set_tab(4);
+    phone.set_gifts_view(1);
+    packets.invoke_refresh();
+    pump_until_window(window, "the red-packet history", |w| {
+        !busy(w) && w.global::<Packets>().get_list().row_count() == 0
+    });
+    assert_plain_screen(window, "red packets, empty");
+    screenshot(window, "packets");
+    packets.invoke_ask_quote("three".into(), "6.00".into(), "".into(), "".into());
+    pump_until(window, "the bad-count message", idle_with_error);
+    assert_eq!(phone.get_error(), "Type how many packets, like 5.");
+    packets.invoke_ask_quote("3".into(), "6.00".into(), "Cheers".into(), "".into());
+    pump_until_window(window, "the quote", |w| {
+        !busy(w) && w.global::<Packets>().get_quoting()
+    });
+    let quote = packets.get_quote();
+    assert_eq!(quote.total, "6.00 EUR");
+    assert_eq!(
+        quote.each,
+        "3 packets of random amounts, about 2.00 EUR each."
+    );
+    assert_eq!(quote.warning, "");
+    assert_plain_screen(window, "red-packet quote");
+    screenshot(window, "packets-quote");
+    packets.invoke_send("1234".into());
+    pump_until_window(window, "the sent set", |w| {
+        !busy(w) && w.global::<Packets>().get_showing()
+    });
+    assert_eq!(phone.get_error(), "");
+    assert!(
+        phone
+            .get_status()
+            .starts_with("Sent 6.00 EUR as 3 red packets")
+    );
+    let shown = packets.get_shown();
+    assert!(shown.shareable, "{shown:?}");
+    assert_eq!(shown.left, "3 of 3 packets left");
+    assert_eq!(shown.message, "Cheers");
+    assert_eq!(shown.code.len(), 9, "a short code like BCDF-GHJK: {:?}", shown.code);
+    assert_plain_screen(window, "red packets sent");
+    screenshot(window, "packets-sent");
+    let gray = image::DynamicImage::ImageRgba8(snapshot(window)).to_luma8();
+    let report = Decoder::default().decode(&gray, &|t| PacketLink::parse(t).is_ok());
+    let link = PacketLink::parse(report.text.as_deref().expect("the claim code decodes"))
+        .expect("a claim link");
+    packets.invoke_save();
+    pump_until_window(window, "the saved claim picture", |w| {
+        !w.global::<Packets>().get_saved_to().is_empty()
+    });
+    packets.invoke_close();
+
+    // Bob and Carol open one each, on their own phones.
+    for (who, pin) in [("bob", "2468"), ("carol", "1357")] {
+        io.block_on(client.claim_packet(
+            &link.set,
+            &ClaimPacket {
+                account: AccountId::parse(who).unwrap(),
+                auth: PayerAuth::Pin(Pin::parse(pin).unwrap()),
+            },
+        ))
+        .unwrap();
+    }
+    packets.invoke_refresh();
+    pump_until_window(window, "the history with two opened", |w| {
+        !busy(w)
+            && w.global::<Packets>()
+                .get_list()
+                .row_data(0)
+                .is_some_and(|r| r.detail.ends_with("2 of 3 opened"))
+    });
+    let row = packets.get_list().row_data(0).unwrap();
+    assert_eq!(
+        (row.total.as_str(), row.state.as_str()),
+        ("6.00 EUR", "Open")
+    );
+    packets.invoke_open(0);
+    pump_until_window(window, "the set's sheet", |w| {
+        w.global::<Packets>().get_showing()
+    });
+    let claims: Vec<_> = packets.get_claims().iter().collect();
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    assert_eq!(claims[0].who, "Bob Chen");
+    assert_eq!(claims[1].who, "Carol Diaz");
+    assert!(claims.iter().any(|c| c.largest));
+    assert_eq!(packets.get_shown().left, "1 of 3 packets left");
+    assert_plain_screen(window, "red packets, two opened");
+    screenshot(window, "packets-claims");
+    packets.invoke_close();
+
+    // Packets Bob sent, opened from a picture in the Scan tab: one lands in her wallet.
+    let (bob, _state) = couchpay_e2e::companion(server);
+    let bob_pin = Credentials::Pin {
+        account: AccountId::parse("bob").unwrap(),
+        pin: Pin::parse("2468").unwrap(),
+    };
+    let set = io
+        .block_on(bob.send_packets(
+            &bob_pin,
+            &PacketsToSend {
+                count: 2,
+                split: PacketSplit::Fixed { each: eur(1_50) },
+                message: String::new(),
+                allowed: None,
+                valid_for_s: None,
+            },
+        ))
+        .unwrap();
+    let picture = dir.path().join("bobs-packets.png");
+    save_packets_png(&set.link, &picture).unwrap();
+    phone.set_tab(0);
+    phone.invoke_decode_picture(picture.display().to_string().into());
+    pump_until(window, "the opened packet", |p| {
+        !p.get_busy() && p.get_tab() == 3 && p.get_status().starts_with("You got")
+    });
+    assert_eq!(phone.get_status(), "You got 1.50 EUR from Bob Chen!");
+    let after = io.block_on(client.packets(&set.id)).unwrap();
+    assert_eq!(after.claims.len(), 1);
+    assert_eq!(after.claims[0].recipient.as_str(), "alice");
+    let audit = io.block_on(client.audit()).unwrap();
     assert!(audit.ok, "{:?}", audit.problems);
 }

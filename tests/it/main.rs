@@ -7,6 +7,7 @@ mod discover_pay;
 mod idempotency;
 mod lan;
 mod multinode;
+mod packets_tv;
 mod picture_pay;
 mod receipts;
 mod refusals;

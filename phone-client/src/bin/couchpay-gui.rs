@@ -1,4 +1,4 @@
-//! `couchpay-gui`: the companion in a phone-sized window (Scan, Nearby, Code, Wallet, Vouchers).
+//! `couchpay-gui`: the companion in a phone-sized window (Scan, Nearby, Code, Wallet, Gifts).
 
 use std::path::PathBuf;
 

@@ -10,7 +10,8 @@ use phone_client::Companion;
 use phone_client::companion::packets::{PacketsToSend, packets_in_picture, save_packets_png};
 use phone_client::wallet::when;
 use protocol::{
-    AccountId, Currency, Money, PacketLink, PacketSet, PacketSetState, PacketSplit, ServerUrl,
+    AccountId, Currency, DeviceId, Money, PacketLink, PacketSet, PacketSetState, PacketSplit,
+    ServerUrl, ShortCode,
 };
 
 use crate::{WhoArgs, ask_yes, credentials_on};
@@ -51,9 +52,20 @@ pub(crate) enum PacketsCommand {
     },
     /// Show a set from its claim link or a saved picture of its QR code: who got how much.
     Show { link_or_picture: String },
-    /// Open one packet of a set, from its claim link or a saved picture of its QR code.
+    /// Open one packet of a set, from its claim link, a saved picture of its QR code, or
+    /// the code a TV shows (XXXX-XXXX).
     Claim {
+        link_picture_or_code: String,
+        #[command(flatten)]
+        who: WhoArgs,
+    },
+    /// Put a set you sent on a TV: it asks the room, then shows the claim code and who
+    /// got how much, live.
+    Offer {
         link_or_picture: String,
+        /// The TV's device id (as the TV reports it).
+        #[arg(long)]
+        tv: DeviceId,
         #[command(flatten)]
         who: WhoArgs,
     },
@@ -133,10 +145,13 @@ pub(crate) async fn run(
             Ok(())
         }
         PacketsCommand::Claim {
-            link_or_picture,
+            link_picture_or_code,
             who,
         } => {
-            let link = packets_link(&link_or_picture).await?;
+            let link = match ShortCode::parse(&link_picture_or_code) {
+                Ok(code) => companion.packets_by_code(&code).await?,
+                Err(_) => packets_link(&link_picture_or_code).await?,
+            };
             let credentials = credentials_on(companion, &link.server, &who.account, &who.pin)?;
             let claimed = companion.claim_packet(&link, &credentials).await?;
             println!(
@@ -144,6 +159,17 @@ pub(crate) async fn run(
                 claimed.amount, claimed.set.sender_name
             );
             print_set(&claimed.set);
+            Ok(())
+        }
+        PacketsCommand::Offer {
+            link_or_picture,
+            tv,
+            who,
+        } => {
+            let link = packets_link(&link_or_picture).await?;
+            let credentials = credentials_on(companion, &link.server, &who.account, &who.pin)?;
+            companion.offer_packets(&link, &credentials, &tv).await?;
+            println!("OFFERED to the TV {tv}: it asks the room before showing them.");
             Ok(())
         }
         PacketsCommand::List { received } => {
@@ -205,6 +231,9 @@ fn print_set(s: &PacketSet) {
         if s.fixed { "equal" } else { "random" }
     );
     println!("  state     {}", state_word(s.state));
+    if let (PacketSetState::Open, Some(code)) = (s.state, &s.short_code) {
+        println!("  code      {}", code.display());
+    }
     println!("  valid to  {}", when(s.expires_at_ms));
     if s.refunded.minor > 0 {
         println!("  refunded  {} went back to the sender", s.refunded);

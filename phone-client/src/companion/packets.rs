@@ -7,8 +7,8 @@ use std::path::Path;
 
 use protocol::client::ClientError;
 use protocol::{
-    AccountId, ClaimPacket, Claimed, CreatePackets, ErrorCode, PacketLink, PacketQuote,
-    PacketQuoteRequest, PacketSet, PacketSplit, Page,
+    AccountId, ClaimPacket, Claimed, CreatePackets, DeviceId, ErrorCode, OfferPackets, PacketLink,
+    PacketQuote, PacketQuoteRequest, PacketSet, PacketSplit, Page, ShortCode,
 };
 
 use super::{Companion, CompanionError, Credentials, share};
@@ -132,6 +132,43 @@ impl Companion {
             other => other,
         };
         answer.map_err(|e| packets_error(&link.server, e))
+    }
+
+    /// Asks the TV `tv` (its device id) to show the sender's set at `link`; the TV asks
+    /// the room before it shows anything.
+    pub async fn offer_packets(
+        &self,
+        link: &PacketLink,
+        credentials: &Credentials,
+        tv: &DeviceId,
+    ) -> Result<PacketSet, CompanionError> {
+        let (account, auth) = self.auth_for(&link.server, credentials)?;
+        self.client(&link.server)?
+            .offer_packets(
+                &link.set,
+                &OfferPackets {
+                    account,
+                    auth,
+                    device_id: tv.clone(),
+                },
+            )
+            .await
+            .map_err(|e| packets_error(&link.server, e))
+    }
+
+    /// The claim link of the open set whose short code a TV shows, on the first trusted
+    /// server.
+    pub async fn packets_by_code(&self, code: &ShortCode) -> Result<PacketLink, CompanionError> {
+        let server = self.first_server()?;
+        let set = self
+            .client(&server)?
+            .packets_by_code(code)
+            .await
+            .map_err(|e| packets_error(&server, e))?;
+        if set.short_code.as_ref() != Some(code) {
+            return Err(CompanionError::RecordMismatch("red-packet code"));
+        }
+        Ok(set.link)
     }
 
     /// The newest sets the signed-in account sent, or (with `received`) claimed from.

@@ -1,5 +1,5 @@
-//! The window's voucher screens (SPEC V) over the companion core: the Vouchers tab
-//! (make one; list yours by state), one voucher full-screen with its QR code (save it as
+//! The window's voucher screens (SPEC V) over the companion core: the Vouchers view of
+//! the Gifts tab (make one; list yours by state), one voucher full-screen with its QR code (save it as
 //! a picture, void it), a scanned voucher checked with its server before the payee takes
 //! it (or taken at once, when the payee's settings say "redeem on scan"), and the
 //! voucher settings.
@@ -20,8 +20,8 @@ use crate::companion::vouchers::{save_voucher_png, voucher_qr};
 use crate::companion::{CompanionError, Credentials};
 use crate::wallet;
 
-/// The Vouchers tab, as `Phone.tab` numbers it.
-pub(super) const TAB_VOUCHERS: i32 = 4;
+/// The Gifts tab (vouchers and red packets), as `Phone.tab` numbers it.
+pub(super) const TAB_GIFTS: i32 = 4;
 /// Vouchers listed at once (newest first).
 const LIST_LIMIT: u32 = 50;
 /// The validity choices of the Vouchers tab (`Vouchers.validity`), in seconds.
@@ -106,7 +106,7 @@ fn row(v: &Voucher) -> VoucherRow {
 }
 
 /// The QR picture as a Slint image (UI thread only).
-fn qr_image(qr: &GrayImage) -> slint::Image {
+pub(super) fn qr_image(qr: &GrayImage) -> slint::Image {
     let rgb: Vec<u8> = qr.pixels().flat_map(|p| [p.0[0]; 3]).collect();
     let buffer =
         SharedPixelBuffer::<slint::Rgb8Pixel>::clone_from_slice(&rgb, qr.width(), qr.height());
@@ -189,9 +189,9 @@ impl Ctx {
                 }
                 Err(CompanionError::NotLoggedIn) => {
                     ctx.show_signed_out();
-                    ctx.fail(TAB_VOUCHERS, say(&CompanionError::NotLoggedIn));
+                    ctx.fail(TAB_GIFTS, say(&CompanionError::NotLoggedIn));
                 }
-                Err(e) => ctx.fail(TAB_VOUCHERS, say(&e)),
+                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
             }
         });
     }
@@ -268,7 +268,7 @@ impl Ctx {
 
 /// The account and proof typed on a voucher screen: the PIN when one was typed, else
 /// the session. `nothing` ends the refusal ("No voucher was made.").
-fn typed_credentials(
+pub(super) fn typed_credentials(
     account: Option<AccountId>,
     pin: &str,
     nothing: &str,
@@ -302,23 +302,23 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
         let settings = w.global::<Vouchers>();
         let amount = amount.trim().to_owned();
         if amount.is_empty() {
-            return c.fail(TAB_VOUCHERS, "Type the voucher's amount, like 10.00.");
+            return c.fail(TAB_GIFTS, "Type the voucher's amount, like 10.00.");
         }
         if pin.is_empty() && settings.get_pin_every_voucher() {
-            return c.fail(TAB_VOUCHERS, "Type your PIN to make a voucher.");
+            return c.fail(TAB_GIFTS, "Type your PIN to make a voucher.");
         }
         let valid_for_s = VALIDITY_S
             .get(settings.get_validity() as usize)
             .copied()
             .unwrap_or(VALIDITY_S[1]);
         let ctx = c.clone_ctx();
-        ctx.status(TAB_VOUCHERS, true, "Making the voucher…", "");
+        ctx.status(TAB_GIFTS, true, "Making the voucher…", "");
         c.io.spawn(async move {
             let mut companion = ctx.companion.lock().await;
             let me = companion.signed_in(&server);
             let credentials = match typed_credentials(me.clone(), &pin, "No voucher was made.") {
                 Ok(c) => c,
-                Err(words) => return ctx.fail(TAB_VOUCHERS, words),
+                Err(words) => return ctx.fail(TAB_GIFTS, words),
             };
             let made = async {
                 let currency = companion.account_view(&server).await?.balance.currency;
@@ -340,14 +340,14 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
                         v.face_value
                     );
                     ctx.show_voucher(v, me);
-                    ctx.status(TAB_VOUCHERS, false, words, "");
+                    ctx.status(TAB_GIFTS, false, words, "");
                     ctx.load_vouchers();
                 }
                 Ok(None) => ctx.fail(
-                    TAB_VOUCHERS,
+                    TAB_GIFTS,
                     format!("{amount} is not an amount like 10.00. No voucher was made."),
                 ),
-                Err(e) => ctx.fail(TAB_VOUCHERS, say(&e)),
+                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
             }
         });
     });
@@ -379,7 +379,7 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
                 Ok(()) => {
                     let shown = path.display().to_string();
                     ctx.status(
-                        TAB_VOUCHERS,
+                        TAB_GIFTS,
                         false,
                         "Picture saved: send it only to the payee.",
                         "",
@@ -388,7 +388,7 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
                         w.global::<Vouchers>().set_saved_to(shown.into());
                     });
                 }
-                Err(e) => ctx.fail(TAB_VOUCHERS, say(&e)),
+                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
             }
         });
     });
@@ -399,7 +399,7 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
             return;
         };
         let ctx = c.clone_ctx();
-        ctx.status(TAB_VOUCHERS, true, "Voiding the voucher…", "");
+        ctx.status(TAB_GIFTS, true, "Voiding the voucher…", "");
         c.io.spawn(async move {
             let companion = ctx.companion.lock().await;
             let voided = companion.void_voucher(&v.id, &Credentials::Session).await;
@@ -412,10 +412,10 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
                         v.face_value
                     );
                     ctx.show_voucher(v, me);
-                    ctx.status(TAB_VOUCHERS, false, words, "");
+                    ctx.status(TAB_GIFTS, false, words, "");
                     ctx.load_vouchers();
                 }
-                Err(e) => ctx.fail(TAB_VOUCHERS, say(&e)),
+                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
             }
         });
     });
@@ -428,7 +428,7 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
             s.set_showing(false);
             s.set_saved_to("".into());
         }
-        c.status(TAB_VOUCHERS, false, "", "");
+        c.status(TAB_GIFTS, false, "", "");
     });
 
     let c = ctx.clone();
@@ -490,12 +490,12 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
             return;
         };
         let ctx = c.clone_ctx();
-        ctx.status(TAB_VOUCHERS, true, "Loading the voucher settings…", "");
+        ctx.status(TAB_GIFTS, true, "Loading the voucher settings…", "");
         c.io.spawn(async move {
             let got = ctx.companion.lock().await.voucher_settings(&server).await;
             match got {
                 Ok(s) => {
-                    ctx.status(TAB_VOUCHERS, false, "", "");
+                    ctx.status(TAB_GIFTS, false, "", "");
                     let _ = ctx.window.upgrade_in_event_loop(move |w| {
                         let v = w.global::<Vouchers>();
                         v.set_pin_every_voucher(s.pin_every_voucher);
@@ -503,7 +503,7 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
                         v.set_settings_open(true);
                     });
                 }
-                Err(e) => ctx.fail(TAB_VOUCHERS, say(&e)),
+                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
             }
         });
     });
@@ -522,7 +522,7 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
             },
         };
         let ctx = c.clone_ctx();
-        ctx.status(TAB_VOUCHERS, true, "Saving the voucher settings…", "");
+        ctx.status(TAB_GIFTS, true, "Saving the voucher settings…", "");
         c.io.spawn(async move {
             let saved = ctx
                 .companion
@@ -532,7 +532,7 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
                 .await;
             match saved {
                 Ok(s) => {
-                    ctx.status(TAB_VOUCHERS, false, "Voucher settings saved.", "");
+                    ctx.status(TAB_GIFTS, false, "Voucher settings saved.", "");
                     let _ = ctx.window.upgrade_in_event_loop(move |w| {
                         let v = w.global::<Vouchers>();
                         v.set_pin_every_voucher(s.pin_every_voucher);
@@ -540,7 +540,7 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
                         v.set_settings_open(false);
                     });
                 }
-                Err(e) => ctx.fail(TAB_VOUCHERS, say(&e)),
+                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
             }
         });
     });

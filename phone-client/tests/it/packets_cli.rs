@@ -1,5 +1,5 @@
 //! `couchpay packets …` against a real server: send (quote, link, saved PNG), claim from
-//! the saved picture and from the link on other devices, one packet per account, the
+//! the saved picture and with the short code on other devices, one packet per account, the
 //! sender's history, and plain-words refusals.
 
 use server_stub::testing::TestServer;
@@ -51,7 +51,13 @@ async fn packets_sent_on_one_cli_are_claimed_from_the_picture_and_the_link_on_ot
             .expect("the claim link is printed");
         assert!(link.contains("/R/"), "{link}");
 
-        // Bob claims from the picture, Carol from the link.
+        let code = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("code"))
+            .map(|l| l.trim().to_owned())
+            .expect("the short code is printed");
+
+        // Bob claims from the picture, Carol with the code (as a TV shows it).
         let (ok, out, err) = couchpay(
             &url,
             bob,
@@ -75,7 +81,7 @@ async fn packets_sent_on_one_cli_are_claimed_from_the_picture_and_the_link_on_ot
             &[
                 "packets",
                 "claim",
-                &link,
+                &code,
                 "--account",
                 "carol",
                 "--pin",
