@@ -618,7 +618,12 @@ fn packets_in_the_window(
     assert!(shown.shareable, "{shown:?}");
     assert_eq!(shown.left, "3 of 3 packets left");
     assert_eq!(shown.message, "Cheers");
-    assert_eq!(shown.code.len(), 9, "a short code like BCDF-GHJK: {:?}", shown.code);
+    assert_eq!(
+        shown.code.len(),
+        9,
+        "a short code like BCDF-GHJK: {:?}",
+        shown.code
+    );
     assert_plain_screen(window, "red packets sent");
     screenshot(window, "packets-sent");
     let gray = image::DynamicImage::ImageRgba8(snapshot(window)).to_luma8();
