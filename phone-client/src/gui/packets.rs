@@ -13,7 +13,7 @@ use slint::{ComponentHandle, ModelRc, VecModel};
 use super::ui::{ClaimRow, PacketQuoteView, PacketRow, PacketSetView, Packets, Phone};
 use super::vouchers::{TAB_GIFTS, qr_image, typed_credentials};
 use super::{Ctx, TAB_WALLET, lock, say};
-use crate::companion::packets::{PacketsToSend, save_packets_png};
+use crate::companion::packets::PacketsToSend;
 use crate::companion::{CompanionError, Credentials, share};
 use crate::wallet;
 
@@ -370,29 +370,12 @@ pub(super) fn wire(ctx: &Rc<Ctx>, packets: &Packets<'_>, pictures: PathBuf) {
         let Some(set) = lock(&c.packets).shown.clone() else {
             return;
         };
-        let ctx = c.clone_ctx();
-        let folder = pictures.clone();
-        let path = folder.join(format!("couchpay-packets-{}.png", set.id.log_prefix()));
-        c.io.spawn_blocking(move || {
-            if let Err(e) = std::fs::create_dir_all(&folder) {
-                tracing::warn!(path = %folder.display(), error = %e, "pictures folder");
-            }
-            match save_packets_png(&set.link, &path) {
-                Ok(()) => {
-                    let shown = path.display().to_string();
-                    ctx.status(
-                        TAB_GIFTS,
-                        false,
-                        "Picture saved: send it to your friends.",
-                        "",
-                    );
-                    let _ = ctx.window.upgrade_in_event_loop(move |w| {
-                        w.global::<Packets>().set_saved_to(shown.into());
-                    });
-                }
-                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
-            }
-        });
+        c.save_qr_picture(
+            pictures.join(format!("couchpay-packets-{}.png", set.id.log_prefix())),
+            set.link.to_string(),
+            "Picture saved: send it to your friends.",
+            |w, path| w.global::<Packets>().set_saved_to(path),
+        );
     });
 
     let c = ctx.clone();

@@ -12,12 +12,12 @@ use protocol::{
     AccountId, Money, Pin, RedeemMode, Redemption, Voucher, VoucherFilter, VoucherLink,
     VoucherSettings, VoucherState,
 };
-use slint::{ComponentHandle, ModelRc, SharedPixelBuffer, VecModel};
+use slint::{ComponentHandle, ModelRc, SharedPixelBuffer, SharedString, VecModel};
 
-use super::ui::{Phone, VoucherRow, VoucherView, Vouchers};
+use super::ui::{CompanionWindow, Phone, VoucherRow, VoucherView, Vouchers};
 use super::{Ctx, TAB_WALLET, lock, say, sign_in_after};
-use crate::companion::vouchers::{save_voucher_png, voucher_qr};
-use crate::companion::{CompanionError, Credentials};
+use crate::companion::vouchers::voucher_qr;
+use crate::companion::{CompanionError, Credentials, share};
 use crate::wallet;
 
 /// The Gifts tab (vouchers and red packets), as `Phone.tab` numbers it.
@@ -127,6 +127,33 @@ fn redeemed_words(r: &Redemption) -> String {
 }
 
 impl Ctx {
+    /// Saves the QR code of `link` as the PNG `path` (its folder made if missing) off the
+    /// UI thread; then says `words` and gives the path to `shown` to put on screen.
+    pub(super) fn save_qr_picture(
+        &self,
+        path: PathBuf,
+        link: String,
+        words: &'static str,
+        shown: impl FnOnce(&CompanionWindow, SharedString) + Send + 'static,
+    ) {
+        let ctx = self.clone_ctx();
+        self.io.spawn_blocking(move || {
+            if let Some(folder) = path.parent()
+                && let Err(e) = std::fs::create_dir_all(folder)
+            {
+                tracing::warn!(path = %folder.display(), error = %e, "pictures folder");
+            }
+            match share::save_qr_png(&link, &path) {
+                Ok(()) => {
+                    ctx.status(TAB_GIFTS, false, words, "");
+                    let text: SharedString = path.display().to_string().into();
+                    let _ = ctx.window.upgrade_in_event_loop(move |w| shown(&w, text));
+                }
+                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
+            }
+        });
+    }
+
     /// Shows `v` full-screen (with its QR code while it can be redeemed).
     fn show_voucher(&self, v: Voucher, me: Option<AccountId>) {
         let shown = view(&v, me.as_ref());
@@ -368,29 +395,12 @@ pub(super) fn wire(ctx: &Rc<Ctx>, vouchers: &Vouchers<'_>, pictures: PathBuf) {
         let Some(v) = lock(&c.vouchers).shown.clone() else {
             return;
         };
-        let ctx = c.clone_ctx();
-        let folder = pictures.clone();
-        let path = folder.join(format!("couchpay-voucher-{}.png", v.id.log_prefix()));
-        c.io.spawn_blocking(move || {
-            if let Err(e) = std::fs::create_dir_all(&folder) {
-                tracing::warn!(path = %folder.display(), error = %e, "pictures folder");
-            }
-            match save_voucher_png(&v.link, &path) {
-                Ok(()) => {
-                    let shown = path.display().to_string();
-                    ctx.status(
-                        TAB_GIFTS,
-                        false,
-                        "Picture saved: send it only to the payee.",
-                        "",
-                    );
-                    let _ = ctx.window.upgrade_in_event_loop(move |w| {
-                        w.global::<Vouchers>().set_saved_to(shown.into());
-                    });
-                }
-                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
-            }
-        });
+        c.save_qr_picture(
+            pictures.join(format!("couchpay-voucher-{}.png", v.id.log_prefix())),
+            v.link.to_string(),
+            "Picture saved: send it only to the payee.",
+            |w, path| w.global::<Vouchers>().set_saved_to(path),
+        );
     });
 
     let c = ctx.clone();
