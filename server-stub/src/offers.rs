@@ -136,23 +136,20 @@ async fn by_code(
         .check(ip)
         .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
     let code = ShortCode::parse(&code).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let id: String = s
-        .store
-        .read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id FROM packet_sets WHERE short_code = ?1 AND state = 'open'",
-            )?
-            .query_row(params![code.as_str()], |r| r.get(0))
-            .optional()?
-            .ok_or(ApiError::UnknownPackets)
-        })
-        .await?;
     let server = s.public_url.clone();
-    let id = parse_set(&id)?;
+    // One read: the code's set, as `GET /v1/packets/{id}` shows it.
     let set = s
         .store
         .read(move |conn| {
-            crate::packets::load_set(conn, &server, &id)?.ok_or(ApiError::UnknownPackets)
+            let id: String = conn
+                .prepare_cached(
+                    "SELECT id FROM packet_sets WHERE short_code = ?1 AND state = 'open'",
+                )?
+                .query_row(params![code.as_str()], |r| r.get(0))
+                .optional()?
+                .ok_or(ApiError::UnknownPackets)?;
+            crate::packets::load_set(conn, &server, &parse_set(&id)?)?
+                .ok_or(ApiError::UnknownPackets)
         })
         .await?;
     Ok(Json(set))

@@ -55,7 +55,12 @@ fn summary(set: &PacketSet, me: Option<&AccountId>) -> String {
             } else {
                 ""
             };
-            let star = if c.largest { " <b>★ largest</b>" } else { "" };
+            // Equal packets have no largest.
+            let star = if c.largest && !set.fixed {
+                " <b>★ largest</b>"
+            } else {
+                ""
+            };
             format!(
                 "<li>{}{you}: {}{star}</li>",
                 escape(&c.recipient_name),
@@ -134,6 +139,18 @@ async fn load(s: &AppState, id: PacketSetId) -> Result<Option<PacketSet>, ApiErr
     s.store.read(move |conn| load_set(conn, &server, &id)).await
 }
 
+/// The set a page's URL names, or the page that says why there is none.
+async fn load_page(s: &AppState, raw: &str) -> Result<(PacketSetId, PacketSet), Box<Response>> {
+    let Ok(id) = PacketSetId::parse(raw) else {
+        return Err(Box::new(not_found(StatusCode::BAD_REQUEST)));
+    };
+    match load(s, id.clone()).await {
+        Ok(Some(set)) => Ok((id, set)),
+        Ok(None) => Err(Box::new(not_found(StatusCode::NOT_FOUND))),
+        Err(e) => Err(Box::new(e.into_response())),
+    }
+}
+
 fn not_found(status: StatusCode) -> Response {
     page(
         status,
@@ -159,13 +176,9 @@ pub async fn show(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(id) = PacketSetId::parse(&id) else {
-        return not_found(StatusCode::BAD_REQUEST);
-    };
-    let set = match load(&s, id.clone()).await {
-        Ok(Some(set)) => set,
-        Ok(None) => return not_found(StatusCode::NOT_FOUND),
-        Err(e) => return e.into_response(),
+    let (id, set) = match load_page(&s, &id).await {
+        Ok(found) => found,
+        Err(page) => return *page,
     };
     let now = s.clock.now_ms();
     if let Some(text) = closed_text(effective_state(&set, now)) {
@@ -204,13 +217,9 @@ pub async fn submit(
     headers: HeaderMap,
     Form(f): Form<ClaimForm>,
 ) -> Response {
-    let Ok(id) = PacketSetId::parse(&id) else {
-        return not_found(StatusCode::BAD_REQUEST);
-    };
-    let set = match load(&s, id.clone()).await {
-        Ok(Some(set)) => set,
-        Ok(None) => return not_found(StatusCode::NOT_FOUND),
-        Err(e) => return e.into_response(),
+    let (id, set) = match load_page(&s, &id).await {
+        Ok(found) => found,
+        Err(page) => return *page,
     };
     let again = "Open the red packets' link again and claim from that page.";
     let csrf = match check_posted_form(&s, &headers, &f.csrf, again) {

@@ -131,7 +131,8 @@ fn claim_rows(s: &PacketSet) -> Vec<ClaimRow> {
         .map(|c| ClaimRow {
             who: c.recipient_name.clone().into(),
             amount: c.amount.to_string().into(),
-            largest: c.largest,
+            // Equal packets have no largest.
+            largest: c.largest && !s.fixed,
         })
         .collect()
 }
