@@ -11,15 +11,15 @@
 //! [`QUIET_MS`] is probed by re-reading its record. The TV unregisters its GATT service
 //! when it withdraws the order, so a failed or different read means the order is gone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use protocol::ble::{Advert, TvHash};
-use protocol::{DiscoveryRecord, SERVICE_TYPE, ServerUrl};
+use protocol::ble::Advert;
+use protocol::{Announcement, DiscoveryRecord, PacketsRecord, SERVICE_TYPE, ServerUrl};
 
-use crate::discovery::{IgnoreFn, MAX_NEARBY_TVS, NearbyEvent, NearbyOrder};
+use crate::discovery::{IgnoreFn, Lists, MAX_NEARBY_TVS, NearbyEvent, NearbyOrder, NearbyPackets};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -67,6 +67,10 @@ pub enum BleEvent {
     Found(DiscoveryRecord),
     /// The TV no longer offers this order.
     Lost(DiscoveryRecord),
+    /// A TV offers this red-packet set (read over GATT, checked against the advert).
+    PacketsFound(PacketsRecord),
+    /// The TV no longer offers this set.
+    PacketsLost(PacketsRecord),
     /// BLE discovery cannot run; sent once, other channels keep working.
     Unavailable(BleError),
 }
@@ -129,7 +133,7 @@ impl Drop for BleScanner {
 
 struct Tracked {
     advert: Advert,
-    record: Option<DiscoveryRecord>,
+    record: Option<Announcement>,
     last_seen: Instant,
     attempts: u32,
 }
@@ -162,9 +166,9 @@ impl<C: Central> Tracker<C> {
                 _ = probe.tick() => self.probe().await,
             }
         }
-        for (device, t) in self.devices.drain() {
+        for (device, t) in std::mem::take(&mut self.devices) {
             if let Some(r) = t.record {
-                let _ = self.tx.send(BleEvent::Lost(r));
+                self.lost(r);
             }
             self.central.forget(&device).await;
         }
@@ -172,6 +176,23 @@ impl<C: Central> Tracker<C> {
 
     fn emit(&self, ev: BleEvent) {
         let _ = self.tx.send(ev);
+    }
+
+    fn found(&self, a: Announcement) {
+        match a {
+            Announcement::Order(r) => self.emit(BleEvent::Found(r)),
+            Announcement::Packets(p) => self.emit(BleEvent::PacketsFound(p)),
+            // Never advertised; `Advert::names` refuses it before this.
+            Announcement::Tv(_) => {}
+        }
+    }
+
+    fn lost(&self, a: Announcement) {
+        match a {
+            Announcement::Order(r) => self.emit(BleEvent::Lost(r)),
+            Announcement::Packets(p) => self.emit(BleEvent::PacketsLost(p)),
+            Announcement::Tv(_) => {}
+        }
     }
 
     async fn saw(&mut self, s: Sighting) {
@@ -196,9 +217,9 @@ impl<C: Central> Tracker<C> {
                 return;
             }
             Some(_) => {
-                // The TV switched orders: the old one is gone.
+                // The TV switched offers: the old one is gone.
                 if let Some(old) = self.devices.remove(&s.device).and_then(|t| t.record) {
-                    self.emit(BleEvent::Lost(old));
+                    self.lost(old);
                 }
             }
             None if full => {
@@ -227,19 +248,19 @@ impl<C: Central> Tracker<C> {
         };
         t.attempts += 1;
         match result {
-            Ok(record) if matches(&t.advert, &record) => {
+            Ok(record) if t.advert.names(&record) => {
                 t.last_seen = Instant::now();
                 t.record = Some(record.clone());
-                self.emit(BleEvent::Found(record));
+                self.found(record);
             }
-            Ok(record) => {
-                tracing::warn!(device, order = %record.order, "GATT record does not match the advert");
+            Ok(_) => {
+                tracing::warn!(device, "GATT record does not match the advert");
             }
             Err(e) => tracing::debug!(device, error = %e, "could not read the TV's record"),
         }
     }
 
-    async fn fetch(&self, device: &str) -> Result<DiscoveryRecord, BleError> {
+    async fn fetch(&self, device: &str) -> Result<Announcement, BleError> {
         let bytes = tokio::time::timeout(
             Duration::from_millis(GATT_READ_TIMEOUT_MS),
             self.central.read_record(device),
@@ -279,7 +300,7 @@ impl<C: Central> Tracker<C> {
                 Ok(r) if Some(&r) == t.record.as_ref() => t.last_seen = Instant::now(),
                 _ => {
                     if let Some(old) = self.devices.remove(&device).and_then(|t| t.record) {
-                        self.emit(BleEvent::Lost(old));
+                        self.lost(old);
                     }
                     self.central.forget(&device).await;
                 }
@@ -288,60 +309,42 @@ impl<C: Central> Tracker<C> {
     }
 }
 
-/// Whether a record read over GATT is the one the advert names.
-fn matches(advert: &Advert, record: &DiscoveryRecord) -> bool {
-    advert.order == record.order && advert.tv == TvHash::of(&record.tv_id)
-}
-
-/// Parses the record characteristic's value (JSON, bounded).
-pub fn parse_record(bytes: &[u8]) -> Result<DiscoveryRecord, BleError> {
+/// Parses the record characteristic's value (JSON, bounded): an order or a red-packet
+/// set, with the clipping rules applied again.
+pub fn parse_record(bytes: &[u8]) -> Result<Announcement, BleError> {
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(BleError::Other(format!(
             "record of {} bytes is too large",
             bytes.len()
         )));
     }
-    let r: DiscoveryRecord = serde_json::from_slice(bytes)
-        .map_err(|e| BleError::Other(format!("malformed record: {e}")))?;
-    // Re-apply the record's own clipping rules to names from the air.
-    Ok(DiscoveryRecord::new(
-        r.order,
-        r.short_code,
-        r.amount,
-        r.server,
-        &r.tv_name,
-        r.tv_id,
-        &r.item,
-    ))
+    Announcement::from_json(bytes).map_err(|e| BleError::Other(format!("malformed record: {e}")))
 }
 
-/// Applies a BLE result to the Nearby list (`nearby`, keyed by the TV's DNS-SD name, so
-/// a TV seen over mDNS and BLE is one entry). `ble_only` holds the entries only BLE has
+/// Applies a BLE result to the Nearby lists (keyed by the TV's DNS-SD name, so a TV
+/// seen over mDNS and BLE is one entry). `lists.ble_only` holds the entries only BLE has
 /// seen. Untrusted servers are refused and ignored orders are not listed, as for mDNS.
 pub(crate) fn merge(
     ev: BleEvent,
-    nearby: &mut BTreeMap<String, NearbyOrder>,
-    ble_only: &mut BTreeSet<String>,
+    lists: &mut Lists,
     trusted: &[ServerUrl],
     ignore: &IgnoreFn,
 ) -> Option<NearbyEvent> {
+    let refused = |fullname: String, server: &ServerUrl| NearbyEvent::Refused {
+        fullname,
+        reason: format!("its offer is on {server}, which is not a trusted server"),
+    };
     match ev {
         BleEvent::Found(record) => {
-            let fullname = fullname(&record);
+            let fullname = fullname(&record.instance_name());
             if !trusted.contains(&record.server) {
-                return Some(NearbyEvent::Refused {
-                    fullname,
-                    reason: format!(
-                        "its order is on {}, which is not a trusted server",
-                        record.server
-                    ),
-                });
+                return Some(refused(fullname, &record.server));
             }
             if ignore(&record) {
                 return None;
             }
-            let full = nearby.len() >= MAX_NEARBY_TVS;
-            match nearby.get_mut(&fullname) {
+            let full = lists.orders.len() >= MAX_NEARBY_TVS;
+            match lists.orders.get_mut(&fullname) {
                 Some(existing) if existing.record.order == record.order => None,
                 Some(existing) => {
                     existing.record = record;
@@ -358,29 +361,67 @@ pub(crate) fn merge(
                         record,
                         addresses: Vec::new(),
                     };
-                    nearby.insert(fullname.clone(), entry.clone());
-                    ble_only.insert(fullname);
+                    lists.orders.insert(fullname.clone(), entry.clone());
+                    lists.ble_only.insert(fullname);
                     Some(NearbyEvent::Listed(entry))
                 }
             }
         }
         BleEvent::Lost(record) => {
-            let fullname = fullname(&record);
+            let fullname = fullname(&record.instance_name());
             // Only the order the TV stopped offering goes; a newer one stays listed.
-            if nearby.get(&fullname)?.record.order != record.order {
+            if lists.orders.get(&fullname)?.record.order != record.order {
                 return None;
             }
-            ble_only.remove(&fullname);
-            nearby.remove(&fullname).map(NearbyEvent::Withdrawn)
+            lists.ble_only.remove(&fullname);
+            lists.orders.remove(&fullname).map(NearbyEvent::Withdrawn)
+        }
+        BleEvent::PacketsFound(record) => {
+            let fullname = fullname(&record.instance_name());
+            if !trusted.contains(&record.server) {
+                return Some(refused(fullname, &record.server));
+            }
+            if lists
+                .packets
+                .get(&fullname)
+                .is_some_and(|p| p.record.set == record.set)
+            {
+                return None;
+            }
+            if !lists.packets.contains_key(&fullname) && lists.packets.len() >= MAX_NEARBY_TVS {
+                return Some(NearbyEvent::Refused {
+                    fullname,
+                    reason: format!("more than {MAX_NEARBY_TVS} TVs nearby"),
+                });
+            }
+            let entry = NearbyPackets {
+                fullname: fullname.clone(),
+                record,
+                addresses: Vec::new(),
+            };
+            lists.packets.insert(fullname.clone(), entry.clone());
+            lists.ble_only.insert(fullname);
+            Some(NearbyEvent::PacketsListed(entry))
+        }
+        BleEvent::PacketsLost(record) => {
+            let fullname = fullname(&record.instance_name());
+            if lists.packets.get(&fullname)?.record.set != record.set {
+                return None;
+            }
+            lists.ble_only.remove(&fullname);
+            lists
+                .packets
+                .remove(&fullname)
+                .map(NearbyEvent::PacketsWithdrawn)
         }
         // Already logged once by the scanner; mDNS, QR and codes carry on.
         BleEvent::Unavailable(_) => None,
     }
 }
 
-/// The key mDNS uses for this TV's announcement.
-fn fullname(record: &DiscoveryRecord) -> String {
-    format!("{}.{}", record.instance_name(), SERVICE_TYPE)
+/// The key mDNS uses for the announcement with this instance name.
+fn fullname(instance: &str) -> String {
+    format!("{instance}.{SERVICE_TYPE}")
 }
 
 async fn bounded<T>(fut: impl Future<Output = T>) -> Result<T, BleError> {
@@ -724,11 +765,10 @@ mod tests {
 
     #[test]
     fn merge_dedups_by_tv_and_drops_only_the_lost_order() {
-        let mut nearby = BTreeMap::new();
-        let mut ble_only = BTreeSet::new();
+        let mut lists = Lists::default();
         let trusted = vec![ServerUrl::parse("http://127.0.0.1:8080").unwrap()];
         let ignore: IgnoreFn = Box::new(|r| r.item == "paid here");
-        let mut m = |ev| merge(ev, &mut nearby, &mut ble_only, &trusted, &ignore);
+        let mut m = |ev| merge(ev, &mut lists, &trusted, &ignore);
 
         let a = record("SN-0001");
         assert!(
@@ -765,8 +805,59 @@ mod tests {
         };
         assert_eq!(m(BleEvent::Found(paid)), None);
         assert_eq!(m(BleEvent::Unavailable(BleError::NoBluez)), None);
-        assert!(nearby.is_empty());
-        assert!(ble_only.is_empty());
+        // Red packets on a TV: listed once, dropped when that set is lost.
+        let p = packets_record("SN-0005");
+        assert!(matches!(
+            m(BleEvent::PacketsFound(p.clone())),
+            Some(NearbyEvent::PacketsListed(n)) if n.record == p
+        ));
+        assert_eq!(m(BleEvent::PacketsFound(p.clone())), None);
+        let other = PacketsRecord {
+            set: protocol::PacketSetId::random(),
+            ..p.clone()
+        };
+        assert_eq!(m(BleEvent::PacketsLost(other)), None);
+        assert!(matches!(
+            m(BleEvent::PacketsLost(p.clone())),
+            Some(NearbyEvent::PacketsWithdrawn(n)) if n.record == p
+        ));
+        let foreign = PacketsRecord {
+            server: ServerUrl::parse("http://evil.example").unwrap(),
+            ..p
+        };
+        assert!(matches!(
+            m(BleEvent::PacketsFound(foreign)),
+            Some(NearbyEvent::Refused { .. })
+        ));
+        assert!(lists.orders.is_empty());
+        assert!(lists.packets.is_empty());
+        assert!(lists.ble_only.is_empty());
+    }
+
+    fn packets_record(tv: &str) -> PacketsRecord {
+        PacketsRecord::new(
+            protocol::PacketSetId::random(),
+            ShortCode::random(),
+            ServerUrl::parse("http://127.0.0.1:8080").unwrap(),
+            "Living-room TV",
+            DeviceId::parse(tv).unwrap(),
+            "Alice",
+            "Happy new year",
+        )
+    }
+
+    #[tokio::test]
+    async fn red_packets_on_a_tv_are_found_and_lost() {
+        let fake = Fake::default();
+        let s = started(&fake).await;
+        let p = packets_record("SN-0001");
+        let json = serde_json::to_vec(&Announcement::Packets(p.clone())).unwrap();
+        fake.records.lock().unwrap().insert("dev1".into(), json);
+        let advert = Advert::packets(&p.set, &p.tv_id).encode().to_vec();
+        fake.advertise("dev1", Some(advert));
+        assert_eq!(next(&s).await, BleEvent::PacketsFound(p.clone()));
+        fake.serve("dev1", None);
+        assert_eq!(next(&s).await, BleEvent::PacketsLost(p));
     }
 
     #[test]
@@ -776,7 +867,7 @@ mod tests {
         let mut r = record("SN-0001");
         r.tv_name = "x".repeat(500);
         let back = parse_record(&serde_json::to_vec(&r).unwrap()).unwrap();
-        assert_eq!(back.tv_name.len(), protocol::discovery::MAX_NAME_CHARS);
+        assert_eq!(back.tv_name().len(), protocol::discovery::MAX_NAME_CHARS);
     }
 
     #[test]

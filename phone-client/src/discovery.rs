@@ -1,16 +1,18 @@
-//! mDNS/DNS-SD discovery: a live list of nearby TVs offering a pending order, updated
-//! as TVs announce and withdraw orders. BLE results ([`crate::ble`]) join the same list.
+//! mDNS/DNS-SD discovery: live lists of nearby TVs offering a pending order or showing
+//! red packets, updated as TVs announce and withdraw them, and of the TVs that are here
+//! at all (their presence records), to pick one to show red packets on. BLE results
+//! ([`crate::ble`]) join the same lists.
 //!
 //! Records are untrusted hints. A record naming a server the companion does not trust
 //! is refused (and reported, so the person can see why a TV is missing); orders paid
 //! from this device are ignored. Paying always re-fetches the order from the server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
-use protocol::{DiscoveryRecord, SERVICE_TYPE, ServerUrl};
+use protocol::{Announcement, DiscoveryRecord, PacketsRecord, SERVICE_TYPE, ServerUrl, TvPresence};
 
 /// Most TVs listed at once; announcements beyond this are dropped (a hostile network
 /// must not grow the list without bound).
@@ -62,7 +64,16 @@ pub struct NearbyOrder {
     pub addresses: Vec<IpAddr>,
 }
 
-/// A change to the nearby list.
+/// A TV showing red packets, as announced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NearbyPackets {
+    /// The DNS-SD instance name (the TV's offer, shared with its orders).
+    pub fullname: String,
+    pub record: PacketsRecord,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// A change to the nearby lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NearbyEvent {
     /// A TV appeared with an order.
@@ -71,6 +82,14 @@ pub enum NearbyEvent {
     Updated(NearbyOrder),
     /// A TV withdrew its order (paid, expired, cancelled or switched off).
     Withdrawn(NearbyOrder),
+    /// A TV shows red packets (a new set, or the TV moved on to another one).
+    PacketsListed(NearbyPackets),
+    /// A TV stopped showing them (all opened, expired, or put away).
+    PacketsWithdrawn(NearbyPackets),
+    /// A TV is here (or changed its name).
+    TvListed(TvPresence),
+    /// A TV went away (switched off).
+    TvGone(TvPresence),
     /// A TV announced something the companion will not use, and why.
     Refused { fullname: String, reason: String },
 }
@@ -78,24 +97,36 @@ pub enum NearbyEvent {
 /// Decides whether an announced order is shown at all (e.g. not if paid here).
 pub type IgnoreFn = Box<dyn Fn(&DiscoveryRecord) -> bool + Send>;
 
+/// What the browser knows, by DNS-SD instance name.
+#[derive(Debug, Default)]
+pub(crate) struct Lists {
+    pub(crate) orders: BTreeMap<String, NearbyOrder>,
+    pub(crate) packets: BTreeMap<String, NearbyPackets>,
+    pub(crate) tvs: BTreeMap<String, TvPresence>,
+    /// Entries only BLE has seen.
+    pub(crate) ble_only: BTreeSet<String>,
+}
+
 /// A running mDNS browse for Couchpay TVs.
 pub struct Browser {
     daemon: ServiceDaemon,
     events: mdns_sd::Receiver<ServiceEvent>,
     trusted: Vec<ServerUrl>,
     ignore: IgnoreFn,
-    nearby: BTreeMap<String, NearbyOrder>,
+    lists: Lists,
+    /// Changes not handed out yet (one mDNS answer can make two: a TV that moves from an
+    /// order to red packets withdraws one and lists the other).
+    queued: VecDeque<NearbyEvent>,
     started: Instant,
-    /// BLE results merged into `nearby`, and which entries only BLE has seen.
+    /// BLE results merged into the lists.
     ble: Option<crate::ble::BleScanner>,
-    ble_only: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Browser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Browser")
             .field("trusted", &self.trusted)
-            .field("nearby", &self.nearby)
+            .field("lists", &self.lists)
             .finish_non_exhaustive()
     }
 }
@@ -115,10 +146,10 @@ impl Browser {
             events,
             trusted,
             ignore,
-            nearby: BTreeMap::new(),
+            lists: Lists::default(),
+            queued: VecDeque::new(),
             started: Instant::now(),
             ble: None,
-            ble_only: Default::default(),
         })
     }
 
@@ -133,15 +164,47 @@ impl Browser {
         self.started.elapsed()
     }
 
-    /// The current list, by instance name.
+    /// The TVs offering an order, by instance name.
     pub fn nearby(&self) -> impl Iterator<Item = &NearbyOrder> {
-        self.nearby.values()
+        self.lists.orders.values()
     }
 
-    /// Waits up to `timeout` for the next change to the list.
+    /// The TVs showing red packets, by instance name.
+    pub fn packets(&self) -> impl Iterator<Item = &NearbyPackets> {
+        self.lists.packets.values()
+    }
+
+    /// Every TV known to be here (by its presence, or by what it offers), once each,
+    /// by name.
+    pub fn tvs(&self) -> Vec<TvPresence> {
+        let mut by_id: BTreeMap<String, TvPresence> = BTreeMap::new();
+        let offers = self
+            .lists
+            .orders
+            .values()
+            .map(|o| Announcement::Order(o.record.clone()).presence())
+            .chain(
+                self.lists
+                    .packets
+                    .values()
+                    .map(|p| Announcement::Packets(p.record.clone()).presence()),
+            );
+        // Presence records win: they are what the TV says about itself.
+        for t in offers.chain(self.lists.tvs.values().cloned()) {
+            by_id.insert(t.tv_id.to_string(), t);
+        }
+        let mut tvs: Vec<TvPresence> = by_id.into_values().collect();
+        tvs.sort_by(|a, b| a.tv_name.cmp(&b.tv_name).then(a.tv_id.cmp(&b.tv_id)));
+        tvs
+    }
+
+    /// Waits up to `timeout` for the next change to the lists.
     pub fn next_event(&mut self, timeout: Duration) -> Option<NearbyEvent> {
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some(change) = self.queued.pop_front() {
+                return Some(change);
+            }
             let left = deadline.checked_duration_since(Instant::now())?;
             if let Some(ev) = self.ble.as_ref().and_then(crate::ble::BleScanner::try_next) {
                 if let Some(change) = self.handle_ble(ev) {
@@ -165,14 +228,15 @@ impl Browser {
         }
     }
 
-    /// Applies one raw mDNS event to the list; returns the visible change, if any.
+    /// Applies one raw mDNS event to the lists; returns the first visible change, if
+    /// any (a second one waits in `queued`).
     fn handle(&mut self, ev: ServiceEvent) -> Option<NearbyEvent> {
         match ev {
             ServiceEvent::ServiceResolved(info) => {
                 let fullname = info.fullname.clone();
-                self.ble_only.remove(&fullname);
+                self.lists.ble_only.remove(&fullname);
                 let props = info.txt_properties.clone().into_property_map_str();
-                let record = match DiscoveryRecord::from_txt(&props) {
+                let record = match Announcement::from_txt(&props) {
                     Ok(r) => r,
                     Err(e) => {
                         return Some(NearbyEvent::Refused {
@@ -181,78 +245,154 @@ impl Browser {
                         });
                     }
                 };
-                if !self.trusted.contains(&record.server) {
+                if !self.trusted.contains(record.server()) {
                     // A spoofed or foreign TV; drop any earlier listing under that name.
-                    self.nearby.remove(&fullname);
+                    self.removed(&fullname);
+                    self.queued.clear();
                     return Some(NearbyEvent::Refused {
                         fullname,
                         reason: format!(
-                            "its order is on {}, which is not a trusted server",
-                            record.server
+                            "its offer is on {}, which is not a trusted server",
+                            record.server()
                         ),
                     });
-                }
-                if (self.ignore)(&record) {
-                    tracing::debug!(order = %record.order, "ignoring an order paid here");
-                    return self.nearby.remove(&fullname).map(NearbyEvent::Withdrawn);
                 }
                 let mut addresses: Vec<IpAddr> =
                     info.addresses.iter().map(|a| a.to_ip_addr()).collect();
                 addresses.sort();
-                match self.nearby.get_mut(&fullname) {
-                    Some(existing) => {
-                        let mut merged = if existing.record.order == record.order {
-                            existing.addresses.clone()
-                        } else {
-                            Vec::new()
-                        };
-                        for a in addresses {
-                            if !merged.contains(&a) {
-                                merged.push(a);
-                            }
+                match record {
+                    Announcement::Order(record) => {
+                        if let Some(p) = self.lists.packets.remove(&fullname) {
+                            self.queued.push_back(NearbyEvent::PacketsWithdrawn(p));
                         }
-                        merged.sort();
-                        if existing.record == record && existing.addresses == merged {
-                            return None;
-                        }
-                        existing.record = record;
-                        existing.addresses = merged;
-                        Some(NearbyEvent::Updated(existing.clone()))
+                        let change = self.order_resolved(fullname, record, addresses);
+                        self.queued.extend(change);
                     }
-                    None => {
-                        if self.nearby.len() >= MAX_NEARBY_TVS {
-                            return Some(NearbyEvent::Refused {
-                                fullname,
-                                reason: format!("more than {MAX_NEARBY_TVS} TVs nearby"),
-                            });
+                    Announcement::Packets(record) => {
+                        if let Some(o) = self.lists.orders.remove(&fullname) {
+                            self.queued.push_back(NearbyEvent::Withdrawn(o));
                         }
-                        let entry = NearbyOrder {
-                            fullname: fullname.clone(),
-                            record,
-                            addresses,
-                        };
-                        self.nearby.insert(fullname, entry.clone());
-                        Some(NearbyEvent::Listed(entry))
+                        let change = self.packets_resolved(fullname, record, addresses);
+                        self.queued.extend(change);
+                    }
+                    Announcement::Tv(t) => {
+                        let known = self.lists.tvs.get(&fullname) == Some(&t);
+                        let full = self.lists.tvs.len() >= MAX_NEARBY_TVS
+                            && !self.lists.tvs.contains_key(&fullname);
+                        if !known && !full {
+                            self.lists.tvs.insert(fullname, t.clone());
+                            self.queued.push_back(NearbyEvent::TvListed(t));
+                        }
                     }
                 }
+                self.queued.pop_front()
             }
-            ServiceEvent::ServiceRemoved(_, fullname) => {
-                self.nearby.remove(&fullname).map(NearbyEvent::Withdrawn)
-            }
+            ServiceEvent::ServiceRemoved(_, fullname) => self.removed(&fullname),
             _ => None,
         }
+    }
+
+    /// Drops whatever was listed under `fullname`.
+    fn removed(&mut self, fullname: &str) -> Option<NearbyEvent> {
+        if let Some(o) = self.lists.orders.remove(fullname) {
+            return Some(NearbyEvent::Withdrawn(o));
+        }
+        if let Some(p) = self.lists.packets.remove(fullname) {
+            return Some(NearbyEvent::PacketsWithdrawn(p));
+        }
+        self.lists.tvs.remove(fullname).map(NearbyEvent::TvGone)
+    }
+
+    fn order_resolved(
+        &mut self,
+        fullname: String,
+        record: DiscoveryRecord,
+        addresses: Vec<IpAddr>,
+    ) -> Option<NearbyEvent> {
+        if (self.ignore)(&record) {
+            tracing::debug!(order = %record.order, "ignoring an order paid here");
+            return self
+                .lists
+                .orders
+                .remove(&fullname)
+                .map(NearbyEvent::Withdrawn);
+        }
+        match self.lists.orders.get_mut(&fullname) {
+            Some(existing) => {
+                let mut merged = if existing.record.order == record.order {
+                    existing.addresses.clone()
+                } else {
+                    Vec::new()
+                };
+                for a in addresses {
+                    if !merged.contains(&a) {
+                        merged.push(a);
+                    }
+                }
+                merged.sort();
+                if existing.record == record && existing.addresses == merged {
+                    return None;
+                }
+                existing.record = record;
+                existing.addresses = merged;
+                Some(NearbyEvent::Updated(existing.clone()))
+            }
+            None => {
+                if self.lists.orders.len() >= MAX_NEARBY_TVS {
+                    return Some(NearbyEvent::Refused {
+                        fullname,
+                        reason: format!("more than {MAX_NEARBY_TVS} TVs nearby"),
+                    });
+                }
+                let entry = NearbyOrder {
+                    fullname: fullname.clone(),
+                    record,
+                    addresses,
+                };
+                self.lists.orders.insert(fullname, entry.clone());
+                Some(NearbyEvent::Listed(entry))
+            }
+        }
+    }
+
+    fn packets_resolved(
+        &mut self,
+        fullname: String,
+        record: PacketsRecord,
+        addresses: Vec<IpAddr>,
+    ) -> Option<NearbyEvent> {
+        if let Some(existing) = self.lists.packets.get_mut(&fullname)
+            && existing.record == record
+        {
+            // The same set seen again, maybe at another address.
+            for a in addresses {
+                if !existing.addresses.contains(&a) {
+                    existing.addresses.push(a);
+                }
+            }
+            existing.addresses.sort();
+            return None;
+        }
+        if !self.lists.packets.contains_key(&fullname) && self.lists.packets.len() >= MAX_NEARBY_TVS
+        {
+            return Some(NearbyEvent::Refused {
+                fullname,
+                reason: format!("more than {MAX_NEARBY_TVS} TVs nearby"),
+            });
+        }
+        let entry = NearbyPackets {
+            fullname: fullname.clone(),
+            record,
+            addresses,
+        };
+        self.lists.packets.insert(fullname, entry.clone());
+        Some(NearbyEvent::PacketsListed(entry))
     }
 
     /// Applies one BLE result to the list, keyed like mDNS entries so a TV seen on both
     /// channels is listed once.
     fn handle_ble(&mut self, ev: crate::ble::BleEvent) -> Option<NearbyEvent> {
-        crate::ble::merge(
-            ev,
-            &mut self.nearby,
-            &mut self.ble_only,
-            &self.trusted,
-            &self.ignore,
-        )
+        crate::ble::merge(ev, &mut self.lists, &self.trusted, &self.ignore)
     }
 
     /// Stops browsing and shuts the mDNS daemon down.
@@ -292,9 +432,15 @@ impl Announcer {
 
     /// Announces `record`, replacing the previous announcement of this announcer.
     pub fn announce(&mut self, record: &DiscoveryRecord) -> Result<(), DiscoveryError> {
+        self.announce_any(&Announcement::Order(record.clone()))
+    }
+
+    /// Announces any kind of record (an order, red packets, a TV's presence),
+    /// replacing the previous announcement of this announcer.
+    pub fn announce_any(&mut self, record: &Announcement) -> Result<(), DiscoveryError> {
         let host = format!("{}.local.", record.instance_name());
         let port = record
-            .server
+            .server()
             .as_str()
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
@@ -335,4 +481,52 @@ impl Announcer {
         let _ = self.withdraw();
         let _ = self.daemon.shutdown();
     }
+}
+
+/// Browses on `interfaces` for up to `timeout` and returns the first TV showing red
+/// packets on one of the `trusted` servers.
+pub fn first_packets(
+    interfaces: &Interfaces,
+    trusted: Vec<ServerUrl>,
+    timeout: Duration,
+) -> Result<Option<PacketsRecord>, DiscoveryError> {
+    let mut browser = Browser::start(interfaces, trusted, Box::new(|_| false))?;
+    let found = loop {
+        let left = timeout.saturating_sub(browser.elapsed());
+        if left.is_zero() {
+            break None;
+        }
+        if let Some(p) = browser.packets().next() {
+            break Some(p.record.clone());
+        }
+        let _ = browser.next_event(left);
+    };
+    browser.stop();
+    Ok(found)
+}
+
+/// Browses on `interfaces` for up to `timeout` for a TV working with one of the
+/// `trusted` servers whose name (ignoring case) or device id is `name`.
+pub fn find_tv(
+    interfaces: &Interfaces,
+    trusted: Vec<ServerUrl>,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<TvPresence>, DiscoveryError> {
+    let mut browser = Browser::start(interfaces, trusted, Box::new(|_| false))?;
+    let wanted = |t: &TvPresence| {
+        t.tv_name.eq_ignore_ascii_case(name.trim()) || t.tv_id.as_str() == name.trim()
+    };
+    let found = loop {
+        if let Some(t) = browser.tvs().into_iter().find(|t| wanted(t)) {
+            break Some(t);
+        }
+        let left = timeout.saturating_sub(browser.elapsed());
+        if left.is_zero() {
+            break None;
+        }
+        let _ = browser.next_event(left);
+    };
+    browser.stop();
+    Ok(found)
 }

@@ -8,7 +8,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use protocol::{AccountId, DiscoveryRecord, Pin, Receipt, ServerUrl, SmsMessage};
+use protocol::{
+    AccountId, DiscoveryRecord, PacketLink, PacketsRecord, Pin, Receipt, ServerUrl, SmsMessage,
+    TvPresence,
+};
 use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel, Weak};
 
 use crate::companion::share::{Scanned, accept_couchpay_link};
@@ -89,6 +92,10 @@ struct Ctx {
     window: Weak<CompanionWindow>,
     companion: Arc<tokio::sync::Mutex<Companion>>,
     nearby: Arc<Mutex<Vec<DiscoveryRecord>>>,
+    /// Red packets shown on TVs nearby, listed after the orders.
+    nearby_packets: Arc<Mutex<Vec<PacketsRecord>>>,
+    /// The TVs nearby, to show red packets on.
+    nearby_tvs: Arc<Mutex<Vec<TvPresence>>>,
     pending: Arc<Mutex<Option<Confirmation>>>,
     /// The tab the confirmation sheet was opened from (its banner goes there).
     pending_tab: Arc<Mutex<i32>>,
@@ -113,6 +120,8 @@ impl Ctx {
             window: self.window.clone(),
             companion: self.companion.clone(),
             nearby: self.nearby.clone(),
+            nearby_packets: self.nearby_packets.clone(),
+            nearby_tvs: self.nearby_tvs.clone(),
             pending: self.pending.clone(),
             pending_tab: self.pending_tab.clone(),
             next_receipts: self.next_receipts.clone(),
@@ -167,6 +176,17 @@ impl Ctx {
                         p.set_confirm(view);
                         p.set_confirming(true);
                     });
+                }
+                // A typed code may be the one a TV shows for red packets.
+                Err(CompanionError::UnknownOrder { code: Some(code) }) => {
+                    let found = ctx.companion.lock().await.packets_by_code(&code).await;
+                    match found {
+                        Ok(link) => ctx.claim_scanned_packets(tab, link),
+                        Err(e) => {
+                            tracing::info!(error = %e, "the code is no red-packet code either");
+                            ctx.fail(tab, say(&CompanionError::UnknownOrder { code: Some(code) }))
+                        }
+                    }
                 }
                 Err(e) => ctx.fail(tab, say(&e)),
             }
@@ -443,6 +463,8 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
         window: window.as_weak(),
         companion: Arc::new(tokio::sync::Mutex::new(companion)),
         nearby: Arc::new(Mutex::new(Vec::new())),
+        nearby_packets: Arc::new(Mutex::new(Vec::new())),
+        nearby_tvs: Arc::new(Mutex::new(Vec::new())),
         pending: Arc::new(Mutex::new(None)),
         pending_tab: Arc::new(Mutex::new(TAB_SCAN)),
         next_receipts: Arc::new(Mutex::new(None)),
@@ -493,8 +515,14 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
                 }
                 let records: Vec<DiscoveryRecord> =
                     browser.nearby().map(|n| n.record.clone()).collect();
+                let packets: Vec<PacketsRecord> =
+                    browser.packets().map(|n| n.record.clone()).collect();
+                let tvs = browser.tvs();
                 *lock(&ctx.nearby) = records.clone();
+                *lock(&ctx.nearby_packets) = packets.clone();
+                *lock(&ctx.nearby_tvs) = tvs.clone();
                 let _ = ctx.window.upgrade_in_event_loop(move |w| {
+                    // Orders first, then red packets: the row index says which.
                     let rows: Vec<NearbyRow> = records
                         .iter()
                         .map(|r| NearbyRow {
@@ -503,9 +531,19 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
                             amount: r.amount.to_string().into(),
                             code: r.short_code.display().into(),
                         })
+                        .chain(packets.iter().map(|p| NearbyRow {
+                            tv: p.tv_name.clone().into(),
+                            item: format!("Red packets from {}", p.sender_name).into(),
+                            amount: "Open one".into(),
+                            code: p.short_code.display().into(),
+                        }))
                         .collect();
                     w.global::<Phone>()
                         .set_nearby(ModelRc::new(VecModel::from(rows)));
+                    let names: Vec<SharedString> =
+                        tvs.iter().map(|t| t.tv_name.clone().into()).collect();
+                    w.global::<Packets>()
+                        .set_tvs(ModelRc::new(VecModel::from(names)));
                 });
             }
             browser.stop();
@@ -514,9 +552,19 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
 
     let c = ctx.clone();
     phone.on_pick_nearby(move |i| {
-        let record = lock(&c.nearby).get(i as usize).cloned();
+        let i = i as usize;
+        let orders = lock(&c.nearby).len();
+        let record = lock(&c.nearby).get(i).cloned();
         if let Some(r) = record {
             c.confirm(TAB_NEARBY, OrderRef::Discovered(r));
+        } else if let Some(p) = lock(&c.nearby_packets).get(i - orders).cloned() {
+            c.claim_scanned_packets(
+                TAB_NEARBY,
+                PacketLink {
+                    server: p.server,
+                    set: p.set,
+                },
+            );
         }
     });
 

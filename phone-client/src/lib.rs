@@ -20,7 +20,7 @@ pub use companion::{
     Companion, CompanionError, Confirmation, Credentials, OrderRef, SmsCode, accept_pay_link,
 };
 pub use decode::{DecodeReport, Decoder, FRAME_DECODE_BUDGET_MS};
-pub use discovery::{Announcer, Browser, Interfaces, NearbyEvent, NearbyOrder};
+pub use discovery::{Announcer, Browser, Interfaces, NearbyEvent, NearbyOrder, NearbyPackets};
 pub use frames::{
     FolderSource, FrameSource, MemorySource, ScanHit, ScanOptions, ScanProgress, scan,
 };

@@ -474,10 +474,21 @@ fn discover(
             Some(NearbyEvent::Withdrawn(n)) => {
                 println!("- {:<24} (order withdrawn)", n.record.tv_name)
             }
+            Some(NearbyEvent::PacketsListed(n)) => println!(
+                "+ {:<24} red packets from {:<14} {:>12}  code {}",
+                n.record.tv_name,
+                n.record.sender_name,
+                "",
+                n.record.short_code.display()
+            ),
+            Some(NearbyEvent::PacketsWithdrawn(n)) => {
+                println!("- {:<24} (red packets put away)", n.record.tv_name)
+            }
             Some(NearbyEvent::Refused { fullname, reason }) => {
                 eprintln!("! ignoring {fullname}: {reason}")
             }
-            None => {}
+            // TVs with nothing on screen are for `couchpay packets offer`.
+            Some(NearbyEvent::TvListed(_) | NearbyEvent::TvGone(_)) | None => {}
         }
     };
     browser.stop();

@@ -1,11 +1,21 @@
-//! The local-network discovery record: what a TV announces over mDNS/DNS-SD (and, in
-//! full, over its BLE "which order?" characteristic) while it offers an order.
+//! The local-network discovery records: what a TV announces over mDNS/DNS-SD (and, in
+//! full, over its BLE "which order?" characteristic).
+//!
+//! A TV announces up to two records, each under its own DNS-SD instance name:
+//! - its *offer*, while it shows one: an order ([`DiscoveryRecord`]) or a red-packet
+//!   set ([`PacketsRecord`]), under `couchpay-<tv id>`, replaced when the offer changes
+//!   and withdrawn when it ends;
+//! - its *presence* ([`TvPresence`]), for as long as it runs, under
+//!   `couchpay-tv-<tv id>`, so a phone can pick it from Nearby to show something on it.
+//!
+//! The TXT key `kind` tells them apart ([`kinds`]); a record without it is an order
+//! (the first layout had no `kind`). [`Announcement`] is any of the three.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DeviceId, Money, OrderId, ParseError, ServerUrl, ShortCode};
+use crate::{DeviceId, Money, OrderId, PacketSetId, ParseError, ServerUrl, ShortCode};
 
 /// DNS-SD service type under which TVs announce pending orders.
 pub const SERVICE_TYPE: &str = "_couchpay._tcp.local.";
@@ -27,6 +37,17 @@ pub mod keys {
     pub const TV_NAME: &str = "tv";
     pub const TV_ID: &str = "tvid";
     pub const ITEM: &str = "item";
+    pub const KIND: &str = "kind";
+    pub const SET: &str = "set";
+    pub const FROM: &str = "from";
+    pub const MESSAGE: &str = "msg";
+}
+
+/// Values of the `kind` TXT key (and of the `kind` field of the GATT JSON).
+pub mod kinds {
+    pub const ORDER: &str = "order";
+    pub const PACKETS: &str = "packets";
+    pub const TV: &str = "tv";
 }
 
 /// A TV's announcement of one pending order.
@@ -44,9 +65,11 @@ pub struct DiscoveryRecord {
     pub item: String,
 }
 
+/// `s` without invisible, control or text-direction characters, at most
+/// [`MAX_NAME_CHARS`] long: names from the air are shown to a person as a check.
 fn clip(s: &str) -> String {
     s.chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| !crate::text::is_invisible(c))
         .take(MAX_NAME_CHARS)
         .collect()
 }
@@ -95,18 +118,7 @@ impl DiscoveryRecord {
 
     /// Parses TXT properties; unknown keys are ignored, a missing or bad key is an error.
     pub fn from_txt(props: &HashMap<String, String>) -> Result<Self, ParseError> {
-        let get = |k: &'static str| {
-            props
-                .get(k)
-                .map(String::as_str)
-                .ok_or(ParseError::MissingTxtKey(k))
-        };
-        let version: u8 = get(keys::VERSION)?
-            .parse()
-            .map_err(|_| ParseError::RecordVersion)?;
-        if version != RECORD_VERSION {
-            return Err(ParseError::RecordVersion);
-        }
+        let get = checked(props, None)?;
         let currency = crate::Currency::parse(get(keys::CURRENCY)?)?;
         let minor: u64 = get(keys::AMOUNT)?.parse().map_err(|_| ParseError::Amount)?;
         Ok(Self::new(
@@ -118,6 +130,259 @@ impl DiscoveryRecord {
             DeviceId::parse(get(keys::TV_ID)?)?,
             get(keys::ITEM)?,
         ))
+    }
+}
+
+/// A getter of TXT values that has checked the record's version and kind (`kind`:
+/// `None` for an order, whose first layout had no `kind` key).
+fn checked<'a>(
+    props: &'a HashMap<String, String>,
+    kind: Option<&'static str>,
+) -> Result<impl Fn(&'static str) -> Result<&'a str, ParseError> + 'a, ParseError> {
+    let get = move |k: &'static str| {
+        props
+            .get(k)
+            .map(String::as_str)
+            .ok_or(ParseError::MissingTxtKey(k))
+    };
+    let version: u8 = get(keys::VERSION)?
+        .parse()
+        .map_err(|_| ParseError::RecordVersion)?;
+    if version != RECORD_VERSION {
+        return Err(ParseError::RecordVersion);
+    }
+    let found = props.get(keys::KIND).map(String::as_str);
+    if found.unwrap_or(kinds::ORDER) != kind.unwrap_or(kinds::ORDER) {
+        return Err(ParseError::RecordKind);
+    }
+    Ok(get)
+}
+
+/// A TV's announcement of the red-packet set it shows: the claim code, and who sent it.
+///
+/// Untrusted like an order record: the companion only uses `server` if it is one of its
+/// own, and claims through it, which checks the set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketsRecord {
+    pub set: PacketSetId,
+    pub short_code: ShortCode,
+    pub server: ServerUrl,
+    pub tv_name: String,
+    pub tv_id: DeviceId,
+    /// The sender's name, as the server gave it to the TV.
+    pub sender_name: String,
+    /// The sender's message (may be empty).
+    pub message: String,
+}
+
+impl PacketsRecord {
+    /// The record with names clipped to [`MAX_NAME_CHARS`] and invisible characters
+    /// removed.
+    pub fn new(
+        set: PacketSetId,
+        short_code: ShortCode,
+        server: ServerUrl,
+        tv_name: &str,
+        tv_id: DeviceId,
+        sender_name: &str,
+        message: &str,
+    ) -> Self {
+        Self {
+            set,
+            short_code,
+            server,
+            tv_name: clip(tv_name),
+            tv_id,
+            sender_name: clip(sender_name),
+            message: clip(message),
+        }
+    }
+
+    /// The same rules applied again, to a record that came from the air as JSON.
+    pub fn clipped(self) -> Self {
+        Self::new(
+            self.set,
+            self.short_code,
+            self.server,
+            &self.tv_name,
+            self.tv_id,
+            &self.sender_name,
+            &self.message,
+        )
+    }
+
+    /// The TV's offer instance name, shared with its orders: one offer per TV.
+    pub fn instance_name(&self) -> String {
+        format!("couchpay-{}", self.tv_id)
+    }
+
+    pub fn to_txt(&self) -> Vec<(String, String)> {
+        vec![
+            (keys::VERSION.into(), RECORD_VERSION.to_string()),
+            (keys::KIND.into(), kinds::PACKETS.into()),
+            (keys::SET.into(), self.set.to_string()),
+            (keys::CODE.into(), self.short_code.to_string()),
+            (keys::SERVER.into(), self.server.to_string()),
+            (keys::TV_NAME.into(), self.tv_name.clone()),
+            (keys::TV_ID.into(), self.tv_id.to_string()),
+            (keys::FROM.into(), self.sender_name.clone()),
+            (keys::MESSAGE.into(), self.message.clone()),
+        ]
+    }
+
+    pub fn from_txt(props: &HashMap<String, String>) -> Result<Self, ParseError> {
+        let get = checked(props, Some(kinds::PACKETS))?;
+        Ok(Self::new(
+            PacketSetId::parse(get(keys::SET)?)?,
+            ShortCode::parse(get(keys::CODE)?)?,
+            ServerUrl::parse(get(keys::SERVER)?)?,
+            get(keys::TV_NAME)?,
+            DeviceId::parse(get(keys::TV_ID)?)?,
+            get(keys::FROM)?,
+            get(keys::MESSAGE)?,
+        ))
+    }
+}
+
+/// A TV saying it is here and which server it works with, for as long as it runs, so a
+/// phone can pick it from Nearby (to put a red-packet set on it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TvPresence {
+    pub server: ServerUrl,
+    pub tv_name: String,
+    pub tv_id: DeviceId,
+}
+
+impl TvPresence {
+    pub fn new(server: ServerUrl, tv_name: &str, tv_id: DeviceId) -> Self {
+        Self {
+            server,
+            tv_name: clip(tv_name),
+            tv_id,
+        }
+    }
+
+    /// Its own instance name, apart from the TV's offer.
+    pub fn instance_name(&self) -> String {
+        format!("couchpay-tv-{}", self.tv_id)
+    }
+
+    pub fn to_txt(&self) -> Vec<(String, String)> {
+        vec![
+            (keys::VERSION.into(), RECORD_VERSION.to_string()),
+            (keys::KIND.into(), kinds::TV.into()),
+            (keys::SERVER.into(), self.server.to_string()),
+            (keys::TV_NAME.into(), self.tv_name.clone()),
+            (keys::TV_ID.into(), self.tv_id.to_string()),
+        ]
+    }
+
+    pub fn from_txt(props: &HashMap<String, String>) -> Result<Self, ParseError> {
+        let get = checked(props, Some(kinds::TV))?;
+        Ok(Self::new(
+            ServerUrl::parse(get(keys::SERVER)?)?,
+            get(keys::TV_NAME)?,
+            DeviceId::parse(get(keys::TV_ID)?)?,
+        ))
+    }
+}
+
+/// Anything a TV announces. Its JSON (the BLE record characteristic) is tagged by
+/// `kind`, like the TXT record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Announcement {
+    Order(DiscoveryRecord),
+    Packets(PacketsRecord),
+    Tv(TvPresence),
+}
+
+impl Announcement {
+    /// Parses TXT properties of any kind.
+    pub fn from_txt(props: &HashMap<String, String>) -> Result<Self, ParseError> {
+        match props.get(keys::KIND).map(String::as_str) {
+            None | Some(kinds::ORDER) => DiscoveryRecord::from_txt(props).map(Self::Order),
+            Some(kinds::PACKETS) => PacketsRecord::from_txt(props).map(Self::Packets),
+            Some(kinds::TV) => TvPresence::from_txt(props).map(Self::Tv),
+            Some(_) => Err(ParseError::RecordKind),
+        }
+    }
+
+    /// Parses the JSON form (BLE), bounded by the caller, and applies the clipping
+    /// rules again: names from the air are never trusted to be clipped. JSON without a
+    /// `kind` is an order, as in the first layout.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let a = match serde_json::from_slice::<Self>(bytes) {
+            Ok(a) => a,
+            Err(e) => match serde_json::from_slice::<serde_json::Value>(bytes) {
+                Ok(v) if v.get("kind").is_none() => {
+                    Self::Order(serde_json::from_value::<DiscoveryRecord>(v)?)
+                }
+                _ => return Err(e),
+            },
+        };
+        Ok(a.clipped())
+    }
+
+    fn clipped(self) -> Self {
+        match self {
+            Self::Order(r) => Self::Order(DiscoveryRecord::new(
+                r.order,
+                r.short_code,
+                r.amount,
+                r.server,
+                &r.tv_name,
+                r.tv_id,
+                &r.item,
+            )),
+            Self::Packets(p) => Self::Packets(p.clipped()),
+            Self::Tv(t) => Self::Tv(TvPresence::new(t.server, &t.tv_name, t.tv_id)),
+        }
+    }
+
+    pub fn to_txt(&self) -> Vec<(String, String)> {
+        match self {
+            Self::Order(r) => r.to_txt(),
+            Self::Packets(p) => p.to_txt(),
+            Self::Tv(t) => t.to_txt(),
+        }
+    }
+
+    pub fn instance_name(&self) -> String {
+        match self {
+            Self::Order(r) => r.instance_name(),
+            Self::Packets(p) => p.instance_name(),
+            Self::Tv(t) => t.instance_name(),
+        }
+    }
+
+    pub fn server(&self) -> &ServerUrl {
+        match self {
+            Self::Order(r) => &r.server,
+            Self::Packets(p) => &p.server,
+            Self::Tv(t) => &t.server,
+        }
+    }
+
+    pub fn tv_id(&self) -> &DeviceId {
+        match self {
+            Self::Order(r) => &r.tv_id,
+            Self::Packets(p) => &p.tv_id,
+            Self::Tv(t) => &t.tv_id,
+        }
+    }
+
+    pub fn tv_name(&self) -> &str {
+        match self {
+            Self::Order(r) => &r.tv_name,
+            Self::Packets(p) => &p.tv_name,
+            Self::Tv(t) => &t.tv_name,
+        }
+    }
+
+    /// The TV's presence, as any of its records shows it.
+    pub fn presence(&self) -> TvPresence {
+        TvPresence::new(self.server().clone(), self.tv_name(), self.tv_id().clone())
     }
 }
 
@@ -176,6 +441,82 @@ mod tests {
         check_broken(keys::SERVER, Some("javascript:alert(1)"));
         check_broken(keys::TV_ID, Some("x"));
         check_broken(keys::ITEM, None);
+    }
+
+    fn packets() -> PacketsRecord {
+        PacketsRecord::new(
+            PacketSetId::random(),
+            ShortCode::random(),
+            ServerUrl::parse("http://127.0.0.1:8080").unwrap(),
+            "Living-room TV",
+            DeviceId::parse("SN-0001").unwrap(),
+            "Alice",
+            "Happy new year <3",
+        )
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_txt_and_json() {
+        let presence = TvPresence::new(
+            ServerUrl::parse("http://127.0.0.1:8080").unwrap(),
+            "Den",
+            DeviceId::parse("SN-0002").unwrap(),
+        );
+        for a in [
+            Announcement::Order(record()),
+            Announcement::Packets(packets()),
+            Announcement::Tv(presence),
+        ] {
+            let txt = a.to_txt();
+            for (k, v) in &txt {
+                assert!(k.len() + 1 + v.len() < 255, "{k}");
+            }
+            let map: HashMap<String, String> = txt.into_iter().collect();
+            assert_eq!(Announcement::from_txt(&map).unwrap(), a);
+            let json = serde_json::to_vec(&a).unwrap();
+            assert_eq!(Announcement::from_json(&json).unwrap(), a);
+        }
+        // The first layout: an order without `kind`, in TXT and in JSON.
+        let r = record();
+        let json = serde_json::to_vec(&r).unwrap();
+        assert_eq!(
+            Announcement::from_json(&json).unwrap(),
+            Announcement::Order(r.clone())
+        );
+        assert_eq!(
+            Announcement::from_txt(&txt_map(&r)).unwrap(),
+            Announcement::Order(r)
+        );
+    }
+
+    #[test]
+    fn kinds_are_not_mixed_up() {
+        let p: HashMap<String, String> = packets().to_txt().into_iter().collect();
+        assert_eq!(DiscoveryRecord::from_txt(&p), Err(ParseError::RecordKind));
+        let mut unknown = p.clone();
+        unknown.insert(keys::KIND.into(), "toaster".into());
+        assert_eq!(
+            Announcement::from_txt(&unknown),
+            Err(ParseError::RecordKind)
+        );
+        let mut o = txt_map(&record());
+        o.insert(keys::KIND.into(), kinds::PACKETS.into());
+        assert!(Announcement::from_txt(&o).is_err());
+    }
+
+    #[test]
+    fn names_from_the_air_lose_invisible_characters() {
+        let p = PacketsRecord::new(
+            PacketSetId::random(),
+            ShortCode::random(),
+            ServerUrl::parse("http://127.0.0.1:8080").unwrap(),
+            "Den\u{202E}VT",
+            DeviceId::parse("SN-0001").unwrap(),
+            "Al\u{200B}ice",
+            "hi",
+        );
+        assert_eq!(p.tv_name, "DenVT");
+        assert_eq!(p.sender_name, "Alice");
     }
 
     #[test]

@@ -156,6 +156,16 @@ macro_rules! random_id {
                 OrderId::parse(s).map(|o| Self(o.0)).map_err(|_| $err)
             }
 
+            /// The id whose 128 bits are `bytes` (as a BLE advert carries it).
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(OrderId::from_bytes(bytes).0)
+            }
+
+            /// The 128 bits of the id.
+            pub fn to_bytes(&self) -> [u8; 16] {
+                OrderId(self.0.clone()).to_bytes()
+            }
+
             /// The first characters, enough to tell ids apart in a log, useless to use.
             pub fn log_prefix(&self) -> &str {
                 &self.0[..6]

@@ -18,7 +18,7 @@ mod paylink;
 pub mod text;
 
 pub use api::*;
-pub use discovery::{DiscoveryRecord, SERVICE_TYPE};
+pub use discovery::{Announcement, DiscoveryRecord, PacketsRecord, SERVICE_TYPE, TvPresence};
 pub use ids::{
     AccountId, DeviceId, IdempotencyKey, ItemId, OrderId, PacketSetId, PhoneNumber, Pin,
     SHORT_CODE_ALPHABET, ShortCode, Token, VoucherId, hex, random_bytes,
@@ -71,4 +71,6 @@ pub enum ParseError {
     MissingTxtKey(&'static str),
     #[error("unsupported discovery record version")]
     RecordVersion,
+    #[error("unknown kind of discovery record")]
+    RecordKind,
 }

@@ -274,7 +274,7 @@ fn tv_side_reports_unavailable_ble() {
     assert!(ok, "expected {}, got {e:?}", expected());
     eprintln!("TV: {e} (after {:?})", started.elapsed());
     // The TV keeps going: announcing and withdrawing are harmless no-ops.
-    drop(ble.announce(&record_for_tests()));
+    drop(ble.announce(&protocol::Announcement::Order(record_for_tests())));
     ble.withdraw();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(ble.status(), BleStatus::Failed(e));
@@ -386,7 +386,9 @@ fn ble_only_flow_over_bluezoo() {
         BluezPeripheral::open(Some("hci0")).await
     }));
     let mut status = runtime.ble().expect("BLE on").watch();
-    runtime.execute(Effect::Announce(record.clone()));
+    runtime.execute(Effect::Announce(protocol::Announcement::Order(
+        record.clone(),
+    )));
     let now = io
         .block_on(async {
             tokio::time::timeout(
@@ -399,7 +401,7 @@ fn ble_only_flow_over_bluezoo() {
         .expect("task alive")
         .clone();
     assert!(
-        matches!(now, BleStatus::Advertising(ref r) if *r == record),
+        matches!(now, BleStatus::Advertising(protocol::Announcement::Order(ref r)) if *r == record),
         "TV not advertising: {now:?}"
     );
 

@@ -20,6 +20,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use couchpay_e2e::{TV_NAME, tv_order, tv_sees_paid};
+use futures_util::StreamExt;
 use i_slint_backend_testing::{ElementHandle, TestingBackend, TestingBackendOptions};
 use phone_client::Decoder;
 use phone_client::companion::packets::{PacketsToSend, save_packets_png};
@@ -28,8 +29,9 @@ use phone_client::gui::ui::{CompanionWindow, Packets, Phone, ReceiptRow, Voucher
 use phone_client::gui::{self, GuiOptions};
 use phone_client::{Announcer, Credentials, Interfaces, OrderRef};
 use protocol::{
-    AccountId, ClaimPacket, Currency, Money, OrderStatus, PacketLink, PacketSplit, PayerAuth,
-    PhoneNumber, PhonePayKind, PhonePayRequest, Pin, VoucherLink, VoucherState,
+    AccountId, Announcement, ClaimPacket, Currency, DeviceEvent, DeviceId, Money, OrderStatus,
+    PacketLink, PacketSplit, PacketsRecord, PayerAuth, PhoneNumber, PhonePayKind, PhonePayRequest,
+    Pin, TvPresence, VoucherLink, VoucherState,
 };
 use server_stub::testing::TestServer;
 use slint::{ComponentHandle, Model};
@@ -634,6 +636,60 @@ fn packets_in_the_window(
     pump_until_window(window, "the saved claim picture", |w| {
         !w.global::<Packets>().get_saved_to().is_empty()
     });
+
+    // "Show on TV": a TV announces its presence on the network; the sheet offers it,
+    // and picking it puts the set on that TV (its device stream hears of it).
+    let den = DeviceId::random();
+    let den_name = format!("Den TV {}", &den.as_str()[..4]);
+    let mut den_tv = Announcer::start(&Interfaces::loopback()).unwrap();
+    den_tv
+        .announce_any(&Announcement::Tv(TvPresence::new(
+            server.url.clone(),
+            &den_name,
+            den.clone(),
+        )))
+        .unwrap();
+    let mut den_events = io.block_on(async {
+        let mut s = Box::pin(client.device_events(&den).await.unwrap());
+        let hello = s.next().await.unwrap().unwrap();
+        assert_eq!(
+            hello,
+            DeviceEvent::Hello {
+                device: den.clone()
+            }
+        );
+        s
+    });
+    let wanted = den_name.clone();
+    pump_until_window(window, "the TV to show them on", move |w| {
+        w.global::<Packets>()
+            .get_tvs()
+            .iter()
+            .any(|t| t == wanted.as_str())
+    });
+    assert_plain_screen(window, "red packets, a TV nearby");
+    screenshot(window, "packets-show-on-tv");
+    let i = packets
+        .get_tvs()
+        .iter()
+        .position(|t| t == den_name.as_str())
+        .unwrap();
+    packets.invoke_show_on_tv(i as i32);
+    pump_until(window, "the offer sent", |p| {
+        !p.get_busy() && p.get_status().contains("asks the room first")
+    });
+    let offered = io.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), den_events.next())
+            .await
+            .expect("the TV hears of the offer")
+            .unwrap()
+            .unwrap()
+    });
+    assert!(
+        matches!(&offered, DeviceEvent::PacketsOffered { set } if set.id == link.set),
+        "{offered:?}"
+    );
+    den_tv.stop();
     packets.invoke_close();
 
     // Bob and Carol open one each, on their own phones.
@@ -703,6 +759,73 @@ fn packets_in_the_window(
     let after = io.block_on(client.packets(&set.id)).unwrap();
     assert_eq!(after.claims.len(), 1);
     assert_eq!(after.claims[0].recipient.as_str(), "alice");
+
+    // Bob's next packets: one by the code a TV shows, typed in the Code tab; one picked
+    // from Nearby, where a TV announces them.
+    // Bob's wallet is nearly empty by now (how empty depends on random packets).
+    io.block_on(client.top_up(
+        &server.admin_token,
+        &protocol::TopUp {
+            account: AccountId::parse("bob").unwrap(),
+            amount: eur(5_00),
+        },
+    ))
+    .unwrap();
+    let send_two = || {
+        io.block_on(bob.send_packets(
+            &bob_pin,
+            &PacketsToSend {
+                count: 2,
+                split: PacketSplit::Fixed { each: eur(25) },
+                message: "Cheers".into(),
+                allowed: None,
+                valid_for_s: None,
+            },
+        ))
+        .unwrap()
+    };
+    let by_code = send_two();
+    phone.set_tab(2);
+    phone.invoke_lookup_code(by_code.short_code.as_ref().unwrap().display().into());
+    pump_until(window, "the packet opened by its code", |p| {
+        !p.get_busy() && p.get_status().starts_with("You got")
+    });
+    assert_eq!(phone.get_status(), "You got 0.25 EUR from Bob Chen!");
+    let after = io.block_on(client.packets(&by_code.id)).unwrap();
+    assert_eq!(after.claims[0].recipient.as_str(), "alice");
+
+    let on_tv = send_two();
+    let mut tv = Announcer::start(&Interfaces::loopback()).unwrap();
+    tv.announce_any(&Announcement::Packets(PacketsRecord::new(
+        on_tv.id.clone(),
+        on_tv.short_code.clone().unwrap(),
+        server.url.clone(),
+        "Kitchen TV",
+        DeviceId::random(),
+        &on_tv.sender_name,
+        &on_tv.message,
+    )))
+    .unwrap();
+    phone.set_tab(1);
+    pump_until(window, "the red packets under Nearby", |p| {
+        p.get_nearby()
+            .iter()
+            .any(|r| r.tv == "Kitchen TV" && r.item == "Red packets from Bob Chen")
+    });
+    assert_plain_screen(window, "nearby red packets");
+    screenshot(window, "nearby-packets");
+    let row = phone
+        .get_nearby()
+        .iter()
+        .position(|r| r.tv == "Kitchen TV")
+        .unwrap();
+    phone.invoke_pick_nearby(row as i32);
+    pump_until(window, "the packet opened from Nearby", |p| {
+        !p.get_busy() && p.get_status().starts_with("You got")
+    });
+    let after = io.block_on(client.packets(&on_tv.id)).unwrap();
+    assert_eq!(after.claims[0].recipient.as_str(), "alice");
+    tv.stop();
     let audit = io.block_on(client.audit()).unwrap();
     assert!(audit.ok, "{:?}", audit.problems);
 }

@@ -44,7 +44,7 @@ async fn tv_in_lan_mode_announces_on_the_lan_interface_and_the_companion_finds_i
     assert_eq!(interfaces, TvInterfaces::All);
     let mut announcer = Announcer::new(&interfaces).unwrap();
     announcer
-        .announce(&record)
+        .announce(&protocol::Announcement::Order(record.clone()))
         .unwrap()
         .confirmed()
         .await

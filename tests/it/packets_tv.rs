@@ -1,17 +1,22 @@
-//! Red packets on the family TV, end to end: the sender's companion sends a set and puts
-//! it on the TV (the TV's core and runtime against the real server, headless); the TV asks
-//! and, on OK, shows it; two companions type the code the TV shows and open a packet
-//! each; the TV's live list shows both; at expiry the rest goes back to the sender and
-//! the TV withdraws the code.
+//! Red packets on the family TV, end to end: the sender's companion sends a set, picks the
+//! TV from Nearby (its mDNS presence, on `lo`) and puts the set on it (the TV's core and
+//! runtime against the real server, headless); the TV asks and, on OK, shows it and
+//! announces it like an order; one companion finds it under Nearby, another types the
+//! code the TV shows, and each opens a packet; the TV's live list shows both; at expiry
+//! the rest goes back to the sender and the TV withdraws the code and its announcement.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use couchpay_e2e::{TV_NAME, companion};
-use phone_client::Credentials;
+use couchpay_e2e::companion;
 use phone_client::companion::packets::PacketsToSend;
-use protocol::{AccountId, Currency, DeviceId, Money, PacketSetState, PacketSplit, Pin};
+use phone_client::discovery::find_tv;
+use phone_client::{Browser, Credentials, Interfaces, NearbyEvent};
+use protocol::{
+    AccountId, Currency, DeviceId, Money, PacketLink, PacketSetState, PacketSplit, Pin, TvPresence,
+};
 use server_stub::testing::TestServer;
+use tv_client::announce::Announcer;
 use tv_client::runtime::{HttpBackend, Runtime, Sink};
 use tv_client::state::{App, Identity, Input, Key, Screen};
 
@@ -59,8 +64,32 @@ fn pin(who: &str, pin: &str) -> Credentials {
     }
 }
 
+/// Waits for a Nearby change about this TV's red packets.
+fn packets_event(browser: &mut Browser, device: &DeviceId, listed: bool) -> NearbyEvent {
+    let deadline = Instant::now() + TV_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match browser.next_event(left) {
+            Some(ev) => {
+                let mine = match &ev {
+                    NearbyEvent::PacketsListed(n) => listed && n.record.tv_id == *device,
+                    NearbyEvent::PacketsWithdrawn(n) => !listed && n.record.tv_id == *device,
+                    _ => false,
+                };
+                if mine {
+                    return ev;
+                }
+            }
+            None => panic!(
+                "no red packets {} on Nearby",
+                if listed { "listed" } else { "withdrawn" }
+            ),
+        }
+    }
+}
+
 #[test]
-fn a_set_put_on_the_tv_is_opened_by_code_and_refunded_at_expiry() {
+fn a_set_put_on_the_tv_from_nearby_is_opened_and_refunded_at_expiry() {
     let io = tokio::runtime::Runtime::new().unwrap();
     let server = io.block_on(TestServer::start());
     let (tx, inputs) = mpsc::channel();
@@ -69,19 +98,28 @@ fn a_set_put_on_the_tv_is_opened_by_code_and_refunded_at_expiry() {
         let _ = tx.lock().unwrap().send(input);
     });
     let device = DeviceId::random();
+    // A name of its own: other tests' TVs may be on `lo` too.
+    let tv_name = format!("Family TV {}", &device.as_str()[..6]);
     let (app, initial) = App::init(
         Identity {
             device_id: device.clone(),
-            tv_name: TV_NAME.into(),
+            tv_name: tv_name.clone(),
         },
         0,
     );
+    let announcer = Announcer::new(&tv_client::announce::Interfaces::Only(vec!["lo".into()]))
+        .map_err(|e| e.to_string());
     let mut runtime = Runtime::new(
         HttpBackend::new(server.url.clone()),
         io.handle().clone(),
         sink,
-        Err("mDNS is off in this test".into()),
-    );
+        announcer,
+    )
+    .with_presence(TvPresence::new(
+        server.url.clone(),
+        &tv_name,
+        device.clone(),
+    ));
     runtime.execute_all(initial);
     let mut tv = Tv {
         app,
@@ -109,10 +147,20 @@ fn a_set_put_on_the_tv_is_opened_by_code_and_refunded_at_expiry() {
             },
         ))
         .unwrap();
+    // Alice picks the TV by name from Nearby: its presence record.
+    let picked = find_tv(
+        &Interfaces::loopback(),
+        vec![server.url.clone()],
+        &tv_name,
+        TV_TIMEOUT,
+    )
+    .unwrap()
+    .expect("the TV is listed under Nearby");
+    assert_eq!(picked.tv_id, device);
     // The TV connects its device stream in the background: offer until it asks.
     let deadline = Instant::now() + TV_TIMEOUT;
     loop {
-        io.block_on(alice.offer_packets(&set.link, &pin("alice", "1234"), &device))
+        io.block_on(alice.offer_packets(&set.link, &pin("alice", "1234"), &picked.tv_id))
             .unwrap();
         if tv.reached(Duration::from_millis(500), |a| {
             matches!(a.screen, Screen::PacketsPrompt { .. })
@@ -121,20 +169,40 @@ fn a_set_put_on_the_tv_is_opened_by_code_and_refunded_at_expiry() {
         }
         assert!(Instant::now() < deadline, "the TV never asked");
     }
+    let mut nearby = Browser::start(
+        &Interfaces::loopback(),
+        vec![server.url.clone()],
+        Box::new(|_| false),
+    )
+    .unwrap();
     tv.handle(Input::Key(Key::Ok));
     tv.wait(
-        "the set on screen, live",
-        |a| matches!(&a.screen, Screen::Packets(p) if p.live && p.set.id == set.id),
+        "the set on screen, live and announced",
+        |a| matches!(&a.screen, Screen::Packets(p) if p.live && p.set.id == set.id && p.announce == tv_client::state::AnnounceState::Live),
     );
     let code = match &tv.app.screen {
         Screen::Packets(p) => p.set.short_code.clone().expect("a code on screen"),
         _ => unreachable!(),
     };
 
-    // Bob and Carol type the code the TV shows, each on their own phone.
+    // Bob's phone finds the packets under Nearby; Carol types the code the TV shows.
+    let NearbyEvent::PacketsListed(found) = packets_event(&mut nearby, &device, true) else {
+        unreachable!()
+    };
+    assert_eq!(found.record.set, set.id);
+    assert_eq!(found.record.short_code, code);
+    assert_eq!(found.record.sender_name, "Alice Martin");
+    assert_eq!(found.record.message, "For the kids");
     for (who, p) in [("bob", "2468"), ("carol", "1357")] {
         let (phone, _dir) = companion(&server);
-        let link = io.block_on(phone.packets_by_code(&code)).unwrap();
+        let link = if who == "bob" {
+            PacketLink {
+                server: found.record.server.clone(),
+                set: found.record.set.clone(),
+            }
+        } else {
+            io.block_on(phone.packets_by_code(&code)).unwrap()
+        };
         assert_eq!(link, set.link);
         let got = io
             .block_on(phone.claim_packet(&link, &pin(who, p)))
@@ -167,6 +235,10 @@ fn a_set_put_on_the_tv_is_opened_by_code_and_refunded_at_expiry() {
         assert!(!p.is_open());
         assert_eq!(p.set.refunded, Money::new(1_50, eur));
     }
+    // Its announcement goes with the code; the TV itself stays listed.
+    packets_event(&mut nearby, &device, false);
+    assert!(nearby.tvs().iter().any(|t| t.tv_id == device));
+    nearby.stop();
     let after = io.block_on(server.client().packets(&set.id)).unwrap();
     assert_eq!(after.refunded, Money::new(1_50, eur));
     let audit = io.block_on(server.client().audit()).unwrap();

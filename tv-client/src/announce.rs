@@ -1,10 +1,12 @@
-//! Announces the order on screen over mDNS/DNS-SD (SPEC P2) and withdraws it the moment
-//! the order is paid, expired or cancelled (SPEC P6).
+//! Announces what the TV offers (the order on screen, or a red-packet set) over
+//! mDNS/DNS-SD (SPEC P2) and withdraws it the moment it ends (paid, expired, cancelled:
+//! SPEC P6); and announces the TV's presence for as long as it runs, under its own
+//! instance name, so a phone can pick it from Nearby.
 
 use std::time::Duration;
 
 use mdns_sd::{DaemonEvent, IfKind, Receiver, ServiceDaemon, ServiceInfo, UnregisterStatus};
-use protocol::{DiscoveryRecord, SERVICE_TYPE};
+use protocol::{SERVICE_TYPE, TvPresence};
 
 /// DNS-SD needs a port in the SRV record, but the TV serves nothing: companions read
 /// the TXT record and talk to the server named there. Port 9 is the "discard" service.
@@ -104,12 +106,15 @@ impl Announcement {
     }
 }
 
-/// Owns the mDNS daemon and at most one registered record (one per TV).
+/// Owns the mDNS daemon, at most one registered offer (one per TV) and the TV's
+/// presence record.
 pub struct Announcer {
     daemon: ServiceDaemon,
     host_name: String,
-    /// Full DNS-SD name of the registered record, if any.
+    /// Full DNS-SD name of the registered offer, if any.
     registered: Option<String>,
+    /// Full DNS-SD name of the presence record, once announced.
+    presence: Option<String>,
 }
 
 impl std::fmt::Debug for Announcer {
@@ -140,14 +145,39 @@ impl Announcer {
             daemon,
             host_name,
             registered: None,
+            presence: None,
         })
     }
 
-    /// Registers `record`, replacing this TV's previous announcement. Whether it really
-    /// went out is for [`Announcement::confirmed`] to say.
-    pub fn announce(&mut self, record: &DiscoveryRecord) -> Result<Announcement, AnnounceError> {
+    /// Registers the offer `record` (an order or a red-packet set), replacing this TV's
+    /// previous offer. Whether it really went out is for [`Announcement::confirmed`] to
+    /// say.
+    pub fn announce(
+        &mut self,
+        record: &protocol::Announcement,
+    ) -> Result<Announcement, AnnounceError> {
         // The receiver only reports when the goodbye went out; nothing waits for it.
         let _ = self.withdraw();
+        let (monitor, fullname) = self.register(record)?;
+        self.registered = Some(fullname.clone());
+        Ok(Announcement { monitor, fullname })
+    }
+
+    /// Announces the TV's presence (replacing an earlier one): it stays on while the
+    /// offers come and go.
+    pub fn present(&mut self, presence: &TvPresence) -> Result<Announcement, AnnounceError> {
+        if let Some(old) = self.presence.take() {
+            let _ = self.daemon.unregister(&old);
+        }
+        let (monitor, fullname) = self.register(&protocol::Announcement::Tv(presence.clone()))?;
+        self.presence = Some(fullname.clone());
+        Ok(Announcement { monitor, fullname })
+    }
+
+    fn register(
+        &mut self,
+        record: &protocol::Announcement,
+    ) -> Result<(Receiver<DaemonEvent>, String), AnnounceError> {
         let info = ServiceInfo::new(
             SERVICE_TYPE,
             &record.instance_name(),
@@ -161,8 +191,7 @@ impl Announcer {
         // Subscribed before registering, so the first announcement is not missed.
         let monitor = self.daemon.monitor()?;
         self.daemon.register(info)?;
-        self.registered = Some(fullname.clone());
-        Ok(Announcement { monitor, fullname })
+        Ok((monitor, fullname))
     }
 
     /// Withdraws the announcement at once: the daemon multicasts a DNS-SD goodbye (TTL 0)
@@ -188,6 +217,9 @@ impl Announcer {
 impl Drop for Announcer {
     fn drop(&mut self) {
         let _ = self.withdraw();
+        if let Some(presence) = self.presence.take() {
+            let _ = self.daemon.unregister(&presence);
+        }
         // Best effort: the daemon thread ends on its own when the process exits.
         let _ = self.daemon.shutdown();
     }

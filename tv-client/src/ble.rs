@@ -1,7 +1,8 @@
-//! Offers the order on screen over Bluetooth LE (SPEC P2): an advertisement carrying the
-//! compact [`protocol::ble::Advert`], and a GATT service whose read characteristic answers
-//! a companion's "which order?" with the full [`DiscoveryRecord`] as JSON. Both stop the
-//! moment the order is withdrawn (paid, expired, cancelled — SPEC P6).
+//! Offers what is on screen (an order, or a red-packet set) over Bluetooth LE (SPEC P2):
+//! an advertisement carrying the compact [`protocol::ble::Advert`], and a GATT service
+//! whose read characteristic answers a companion's "which order?" with the full
+//! [`Announcement`] as JSON. Both stop the moment the offer is withdrawn (paid, expired,
+//! cancelled — SPEC P6).
 //!
 //! The radio sits behind [`Peripheral`] so the announce/withdraw logic runs without a bus;
 //! [`BluezPeripheral`] is the real one (BlueZ over D-Bus via bluer, Linux only).
@@ -12,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::DiscoveryRecord;
+use protocol::Announcement;
 use protocol::ble::Advert;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -28,7 +29,7 @@ pub enum BleStatus {
     /// Nothing offered.
     Idle,
     /// Advertising and serving this record.
-    Advertising(DiscoveryRecord),
+    Advertising(Announcement),
     /// The last announce failed.
     Failed(BleError),
 }
@@ -49,7 +50,7 @@ pub trait Peripheral: Send + 'static {
 type Outcome = oneshot::Sender<Result<(), BleError>>;
 
 enum Command {
-    Announce(DiscoveryRecord, Outcome),
+    Announce(Announcement, Outcome),
     Withdraw,
 }
 
@@ -97,12 +98,14 @@ impl BleAnnouncer {
                 }
                 match cmd {
                     Command::Announce(record, outcome) => {
-                        let result = match serde_json::to_vec(&record) {
-                            Ok(json) => {
-                                let advert = Advert::new(&record.order, &record.tv_id).encode();
-                                peripheral.start(advert, Arc::new(json)).await
+                        let result = match (Advert::of(&record), serde_json::to_vec(&record)) {
+                            (Some(advert), Ok(json)) => {
+                                peripheral.start(advert.encode(), Arc::new(json)).await
                             }
-                            Err(e) => Err(BleError::Other(e.to_string())),
+                            (None, _) => Err(BleError::Other(
+                                "a presence is not advertised over BLE".to_owned(),
+                            )),
+                            (_, Err(e)) => Err(BleError::Other(e.to_string())),
                         };
                         let status = match &result {
                             Ok(()) => BleStatus::Advertising(record),
@@ -132,7 +135,7 @@ impl BleAnnouncer {
     /// for what the radio made of it: `Ok` once it is on the air, or why not. If a newer
     /// announcement or a withdrawal supersedes this one before the radio gets to it, the
     /// receiver sees its sender dropped. Callers that only want it offered drop it.
-    pub fn announce(&self, record: &DiscoveryRecord) -> oneshot::Receiver<Result<(), BleError>> {
+    pub fn announce(&self, record: &Announcement) -> oneshot::Receiver<Result<(), BleError>> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Announce(record.clone(), tx));
         rx
@@ -346,7 +349,10 @@ impl Peripheral for Unsupported {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{Currency, DeviceId, Money, OrderId, ServerUrl, ShortCode};
+    use protocol::{
+        Currency, DeviceId, DiscoveryRecord, Money, OrderId, PacketSetId, PacketsRecord, ServerUrl,
+        ShortCode, TvPresence,
+    };
     use std::sync::Mutex;
 
     #[derive(Clone, Default)]
@@ -365,12 +371,14 @@ mod tests {
                 return Err(e.clone());
             }
             let decoded = Advert::decode(&advert).expect("valid advert");
-            let rec: DiscoveryRecord = serde_json::from_slice(&record_json).unwrap();
-            assert_eq!(decoded.order, rec.order);
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("start {}", rec.order));
+            let rec = Announcement::from_json(&record_json).unwrap();
+            assert!(decoded.names(&rec), "{decoded:?} names {rec:?}");
+            let what = match &rec {
+                Announcement::Order(r) => r.order.to_string(),
+                Announcement::Packets(p) => p.set.to_string(),
+                Announcement::Tv(_) => unreachable!("a presence is never advertised"),
+            };
+            self.log.lock().unwrap().push(format!("start {what}"));
             Ok(())
         }
         async fn stop(&mut self) {
@@ -378,7 +386,7 @@ mod tests {
         }
     }
 
-    fn record() -> DiscoveryRecord {
+    fn order_record() -> DiscoveryRecord {
         DiscoveryRecord::new(
             OrderId::random(),
             ShortCode::random(),
@@ -388,6 +396,10 @@ mod tests {
             DeviceId::parse("SN-0001").unwrap(),
             "Night Train",
         )
+    }
+
+    fn record() -> Announcement {
+        Announcement::Order(order_record())
     }
 
     async fn settle(w: &mut watch::Receiver<BleStatus>, want: impl Fn(&BleStatus) -> bool) {
@@ -402,19 +414,46 @@ mod tests {
         let fake = Fake::default();
         let ble = BleAnnouncer::start(&Handle::current(), fake.clone());
         let mut w = ble.watch();
-        let r = record();
-        drop(ble.announce(&r));
+        let r = order_record();
+        drop(ble.announce(&Announcement::Order(r.clone())));
         settle(
             &mut w,
-            |s| matches!(s, BleStatus::Advertising(x) if x.order == r.order),
+            |s| matches!(s, BleStatus::Advertising(Announcement::Order(x)) if x.order == r.order),
+        )
+        .await;
+        ble.withdraw();
+        settle(&mut w, |s| *s == BleStatus::Idle).await;
+        // A red-packet set is offered the same way, with its own advert.
+        let p = PacketsRecord::new(
+            PacketSetId::random(),
+            ShortCode::random(),
+            r.server.clone(),
+            "Living-room TV",
+            r.tv_id.clone(),
+            "Alice",
+            "Happy new year",
+        );
+        drop(ble.announce(&Announcement::Packets(p.clone())));
+        settle(
+            &mut w,
+            |s| matches!(s, BleStatus::Advertising(Announcement::Packets(x)) if x.set == p.set),
         )
         .await;
         ble.withdraw();
         settle(&mut w, |s| *s == BleStatus::Idle).await;
         assert_eq!(
             *fake.log.lock().unwrap(),
-            vec![format!("start {}", r.order), "stop".to_owned()]
+            vec![
+                format!("start {}", r.order),
+                "stop".to_owned(),
+                format!("start {}", p.set),
+                "stop".to_owned()
+            ]
         );
+        // A bare presence is not put on the air.
+        let presence = TvPresence::new(r.server.clone(), "Den", r.tv_id.clone());
+        let answer = ble.announce(&Announcement::Tv(presence)).await;
+        assert!(answer.expect("answered").is_err());
     }
 
     #[tokio::test]

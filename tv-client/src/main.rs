@@ -144,12 +144,18 @@ fn main() -> anyhow::Result<()> {
     app.handle(Input::WallClock {
         unix_ms: unix_now_ms(),
     });
+    let presence = protocol::TvPresence::new(
+        args.server.clone(),
+        &app.identity.tv_name,
+        app.identity.device_id.clone(),
+    );
     let runtime = Runtime::new(
         HttpBackend::new(args.server),
         io.handle().clone(),
         sink,
         announcer,
-    );
+    )
+    .with_presence(presence);
     let runtime = if args.no_ble {
         runtime
     } else {

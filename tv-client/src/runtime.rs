@@ -12,13 +12,14 @@ use protocol::client::Client;
 use protocol::{
     Catalog, CreateOrder, CreatedOrder, DeviceEvent, DeviceId, Entitlements, Order, OrderEvent,
     OrderId, PacketSetId, PacketsEvent, PhonePayRequest, PhonePayStarted, ServerUrl, Token,
+    TvPresence,
 };
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::announce::Announcer;
 use crate::ble::BleAnnouncer;
-use crate::state::{Effect, Failure, Input, Poster};
+use crate::state::{Effect, Failure, Input, Offer, Poster};
 
 /// Largest poster accepted, in bytes (PNG as served).
 pub const MAX_POSTER_BYTES: usize = 4 * 1024 * 1024;
@@ -273,6 +274,26 @@ impl<B: Backend> Runtime<B> {
         self
     }
 
+    /// Announces the TV's presence over mDNS for as long as the runtime lives, so a
+    /// phone can pick this TV from Nearby (to show red packets on it). Best effort: a
+    /// TV without mDNS is still reachable by its device id.
+    pub fn with_presence(mut self, presence: TvPresence) -> Self {
+        if let Some(a) = &mut self.announcer {
+            match a.present(&presence) {
+                Ok(announcement) => self.handle.spawn(async move {
+                    if let Err(e) = announcement.confirmed().await {
+                        tracing::warn!(error = %e, "the TV's presence is not announced");
+                    }
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the TV's presence is not announced");
+                    return self;
+                }
+            };
+        }
+        self
+    }
+
     pub fn ble(&self) -> Option<&BleAnnouncer> {
         self.ble.as_ref()
     }
@@ -383,30 +404,33 @@ impl<B: Backend> Runtime<B> {
                 });
             }
             Effect::Announce(record) => {
-                let order = record.order.clone();
+                let Some(offer) = Offer::of(&record) else {
+                    tracing::warn!("a presence is announced by the runtime, not as an offer");
+                    return;
+                };
                 match &self.ble {
                     Some(ble) => {
                         let outcome = ble.announce(&record);
+                        let offer = offer.clone();
                         self.spawn(async move {
                             let result = match outcome.await {
                                 Ok(r) => r.map_err(|e| e.to_string()),
-                                Err(_) => Err("superseded by a newer order".to_owned()),
+                                Err(_) => Err("superseded by a newer offer".to_owned()),
                             };
                             if let Err(reason) = &result {
-                                tracing::info!(%order, %reason, "order not offered over Bluetooth LE");
+                                tracing::info!(%offer, %reason, "not offered over Bluetooth LE");
                             }
-                            Input::BleAnnounced { order, result }
+                            Input::BleAnnounced { offer, result }
                         });
                     }
                     None => {
-                        tracing::info!(%order, "order not offered over Bluetooth LE: turned off");
+                        tracing::info!(%offer, "not offered over Bluetooth LE: turned off");
                         (self.sink)(Input::BleAnnounced {
-                            order,
+                            offer: offer.clone(),
                             result: Err("turned off".to_owned()),
                         });
                     }
                 }
-                let order = record.order.clone();
                 let result = match (&mut self.announcer, &self.announcer_error) {
                     (Some(a), _) => match a.announce(&record) {
                         Ok(announcement) => {
@@ -415,9 +439,9 @@ impl<B: Backend> Runtime<B> {
                                 let result =
                                     announcement.confirmed().await.map_err(|e| e.to_string());
                                 if let Err(reason) = &result {
-                                    tracing::warn!(%order, %reason, "order not announced on the network");
+                                    tracing::warn!(%offer, %reason, "not announced on the network");
                                 }
-                                Input::Announced { order, result }
+                                Input::Announced { offer, result }
                             });
                             return;
                         }
@@ -427,9 +451,9 @@ impl<B: Backend> Runtime<B> {
                     (None, None) => Err("mDNS is off".to_owned()),
                 };
                 if let Err(reason) = &result {
-                    tracing::warn!(%order, %reason, "order not announced on the network");
+                    tracing::warn!(%offer, %reason, "not announced on the network");
                 }
-                (self.sink)(Input::Announced { order, result });
+                (self.sink)(Input::Announced { offer, result });
             }
             Effect::Withdraw => {
                 if let Some(ble) = &self.ble {

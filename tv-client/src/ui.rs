@@ -632,6 +632,12 @@ impl<B: Backend> Shell<B> {
                 tv.set_packets_left(keep_quantities_together(&left).into());
                 tv.set_packets_open(p.is_open());
                 tv.set_packets_live(p.live);
+                let (text, state) = nearby("network", &p.announce);
+                tv.set_announce_text(text.into());
+                tv.set_announce_state(state);
+                let (text, state) = nearby("Bluetooth", &p.ble);
+                tv.set_ble_text(text.into());
+                tv.set_ble_state(state);
                 // Newest first: the latest claim is at the top of the list.
                 let rows: Vec<Row> = set
                     .claims

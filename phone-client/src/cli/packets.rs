@@ -3,11 +3,13 @@
 //! received, with who got how much.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use phone_client::Companion;
 use phone_client::companion::packets::{PacketsToSend, packets_in_picture, save_packets_png};
+use phone_client::discovery::{Interfaces, find_tv, first_packets};
 use phone_client::wallet::when;
 use protocol::{
     AccountId, Currency, DeviceId, Money, PacketLink, PacketSet, PacketSetState, PacketSplit,
@@ -55,7 +57,13 @@ pub(crate) enum PacketsCommand {
     /// Open one packet of a set, from its claim link, a saved picture of its QR code, or
     /// the code a TV shows (XXXX-XXXX).
     Claim {
-        link_picture_or_code: String,
+        #[arg(required_unless_present = "nearby")]
+        link_picture_or_code: Option<String>,
+        /// Open one from the TV nearby that shows red packets (found over mDNS).
+        #[arg(long, conflicts_with = "link_picture_or_code")]
+        nearby: bool,
+        #[command(flatten)]
+        near: NearbyArgs,
         #[command(flatten)]
         who: WhoArgs,
     },
@@ -63,9 +71,12 @@ pub(crate) enum PacketsCommand {
     /// got how much, live.
     Offer {
         link_or_picture: String,
-        /// The TV's device id (as the TV reports it).
+        /// The TV: its name as Nearby lists it, or its device id. A TV found nearby
+        /// is used; otherwise the value is taken as a device id.
         #[arg(long)]
-        tv: DeviceId,
+        tv: String,
+        #[command(flatten)]
+        near: NearbyArgs,
         #[command(flatten)]
         who: WhoArgs,
     },
@@ -74,6 +85,31 @@ pub(crate) enum PacketsCommand {
         #[arg(long)]
         received: bool,
     },
+}
+
+/// Where to look for TVs nearby.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NearbyArgs {
+    /// Network interface(s) to look for TVs on (default: all), e.g. --interface lo.
+    #[arg(long = "interface")]
+    interfaces: Vec<String>,
+    /// How long to look for TVs nearby, in seconds.
+    #[arg(long, default_value_t = 10)]
+    nearby_timeout_s: u64,
+}
+
+impl NearbyArgs {
+    fn interfaces(&self) -> Interfaces {
+        if self.interfaces.is_empty() {
+            Interfaces::All
+        } else {
+            Interfaces::Only(self.interfaces.clone())
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.nearby_timeout_s)
+    }
 }
 
 pub(crate) async fn run(
@@ -146,11 +182,35 @@ pub(crate) async fn run(
         }
         PacketsCommand::Claim {
             link_picture_or_code,
+            nearby: _,
+            near,
             who,
         } => {
-            let link = match ShortCode::parse(&link_picture_or_code) {
-                Ok(code) => companion.packets_by_code(&code).await?,
-                Err(_) => packets_link(&link_picture_or_code).await?,
+            let link = match link_picture_or_code {
+                Some(arg) => match ShortCode::parse(&arg) {
+                    Ok(code) => companion.packets_by_code(&code).await?,
+                    Err(_) => packets_link(&arg).await?,
+                },
+                None => {
+                    let trusted: Vec<ServerUrl> = companion.servers().cloned().collect();
+                    let (interfaces, timeout) = (near.interfaces(), near.timeout());
+                    eprintln!("looking for a TV showing red packets…");
+                    let found = tokio::task::spawn_blocking(move || {
+                        first_packets(&interfaces, trusted, timeout)
+                    })
+                    .await
+                    .context("discovery thread")??;
+                    let Some(p) = found else {
+                        bail!(
+                            "no TV nearby is showing red packets; type the code it shows instead"
+                        );
+                    };
+                    eprintln!("found red packets from {} on {}", p.sender_name, p.tv_name);
+                    PacketLink {
+                        server: p.server,
+                        set: p.set,
+                    }
+                }
             };
             let credentials = credentials_on(companion, &link.server, &who.account, &who.pin)?;
             let claimed = companion.claim_packet(&link, &credentials).await?;
@@ -164,12 +224,28 @@ pub(crate) async fn run(
         PacketsCommand::Offer {
             link_or_picture,
             tv,
+            near,
             who,
         } => {
             let link = packets_link(&link_or_picture).await?;
             let credentials = credentials_on(companion, &link.server, &who.account, &who.pin)?;
-            companion.offer_packets(&link, &credentials, &tv).await?;
-            println!("OFFERED to the TV {tv}: it asks the room before showing them.");
+            let (interfaces, timeout) = (near.interfaces(), near.timeout());
+            let trusted = vec![link.server.clone()];
+            let wanted = tv.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                find_tv(&interfaces, trusted, &wanted, timeout)
+            })
+            .await
+            .context("discovery thread")??;
+            let (id, name) = match found {
+                Some(t) => (t.tv_id, t.tv_name),
+                None => match DeviceId::parse(&tv) {
+                    Ok(id) => (id, tv.clone()),
+                    Err(_) => bail!("no TV called {tv:?} is nearby"),
+                },
+            };
+            companion.offer_packets(&link, &credentials, &id).await?;
+            println!("OFFERED to {name} ({id}): it asks the room before showing them.");
             Ok(())
         }
         PacketsCommand::List { received } => {

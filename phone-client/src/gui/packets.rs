@@ -380,6 +380,43 @@ pub(super) fn wire(ctx: &Rc<Ctx>, packets: &Packets<'_>, pictures: PathBuf) {
     });
 
     let c = ctx.clone();
+    packets.on_show_on_tv(move |i| {
+        let Some(set) = lock(&c.packets).shown.clone() else {
+            return;
+        };
+        let Some(tv) = lock(&c.nearby_tvs).get(i as usize).cloned() else {
+            return;
+        };
+        let ctx = c.clone_ctx();
+        ctx.status(
+            TAB_GIFTS,
+            true,
+            format!("Asking {} to show them…", tv.tv_name),
+            "",
+        );
+        c.io.spawn(async move {
+            let offered = ctx
+                .companion
+                .lock()
+                .await
+                .offer_packets(&set.link, &Credentials::Session, &tv.tv_id)
+                .await;
+            match offered {
+                Ok(_) => ctx.status(
+                    TAB_GIFTS,
+                    false,
+                    format!(
+                        "{} asks the room first: press OK on its remote to show them.",
+                        tv.tv_name
+                    ),
+                    "",
+                ),
+                Err(e) => ctx.fail(TAB_GIFTS, say(&e)),
+            }
+        });
+    });
+
+    let c = ctx.clone();
     packets.on_close(move || {
         lock(&c.packets).shown = None;
         if let Some(w) = c.window.upgrade() {

@@ -20,8 +20,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use protocol::discovery::MAX_NAME_CHARS;
 use protocol::{
-    Currency, DeviceId, DiscoveryRecord, Money, OrderId, PayLink, SHORT_CODE_ALPHABET, ServerUrl,
-    ShortCode,
+    Announcement, Currency, DeviceId, DiscoveryRecord, Money, OrderId, PayLink,
+    SHORT_CODE_ALPHABET, ServerUrl, ShortCode,
 };
 
 use crate::support::{draw_qr, png_bytes, qr_modules, test_link};
@@ -590,7 +590,12 @@ fn fuzz_gatt_record() {
             return Ok(());
         };
         prop_assert!(bytes.len() <= MAX_RECORD_BYTES);
-        for name in [&r.tv_name, &r.item] {
+        let names: Vec<&str> = match &r {
+            Announcement::Order(o) => vec![&o.tv_name, &o.item],
+            Announcement::Packets(p) => vec![&p.tv_name, &p.sender_name, &p.message],
+            Announcement::Tv(t) => vec![&t.tv_name],
+        };
+        for name in names {
             prop_assert!(name.chars().count() <= MAX_NAME_CHARS, "{name:?}");
             prop_assert!(!name.chars().any(char::is_control), "{name:?}");
         }
@@ -604,7 +609,7 @@ fn fuzz_gatt_record() {
             prop_assert!(len <= MAX_TXT_STRING_BYTES, "{k}={v:?} is {len} bytes");
         }
         let txt: HashMap<String, String> = r.to_txt().into_iter().collect();
-        prop_assert_eq!(DiscoveryRecord::from_txt(&txt), Ok(r));
+        prop_assert_eq!(Announcement::from_txt(&txt), Ok(r));
         Ok(())
     });
 }

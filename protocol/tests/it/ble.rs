@@ -2,8 +2,8 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use protocol::ble::{ADVERT_MAGIC, ADVERT_VERSION, Advert, AdvertError, TvHash};
-use protocol::{DeviceId, OrderId};
+use protocol::ble::{ADVERT_MAGIC, ADVERT_VERSION, Advert, AdvertError, AdvertKind, TvHash};
+use protocol::{DeviceId, OrderId, PacketSetId};
 
 use crate::support::{apply, check, mutations, timed};
 
@@ -36,6 +36,12 @@ fn decode_anything(bytes: &[u8]) -> Result<(), TestCaseError> {
             prop_assert_eq!(len, Advert::LEN);
             prop_assert_ne!(&bytes[..2], &ADVERT_MAGIC[..]);
         }
+        Err(AdvertError::Kind(k)) => {
+            prop_assert_eq!(len, Advert::LEN);
+            prop_assert!(tagged && bytes[2] == ADVERT_VERSION);
+            prop_assert_eq!(k, bytes[3]);
+            prop_assert!(k != AdvertKind::Order as u8 && k != AdvertKind::Packets as u8);
+        }
         Err(AdvertError::Version(v)) => {
             prop_assert!(tagged);
             prop_assert_eq!(v, bytes[2]);
@@ -48,13 +54,24 @@ fn decode_anything(bytes: &[u8]) -> Result<(), TestCaseError> {
 
 fn advert() -> impl Strategy<Value = Advert> {
     prop_oneof![
-        (any::<[u8; 16]>(), any::<[u8; 4]>()).prop_map(|(order, tv)| Advert {
-            order: OrderId::from_bytes(order),
-            tv: TvHash(tv),
+        (any::<bool>(), any::<[u8; 16]>(), any::<[u8; 4]>()).prop_map(|(order, id, tv)| {
+            Advert {
+                kind: if order {
+                    AdvertKind::Order
+                } else {
+                    AdvertKind::Packets
+                },
+                id,
+                tv: TvHash(tv),
+            }
         }),
         (any::<[u8; 16]>(), "[A-Za-z0-9._:-]{4,64}").prop_map(|(order, tv)| {
             let tv = DeviceId::parse(&tv).expect("a well-formed device id");
             Advert::new(&OrderId::from_bytes(order), &tv)
+        }),
+        (any::<[u8; 16]>(), "[A-Za-z0-9._:-]{4,64}").prop_map(|(set, tv)| {
+            let tv = DeviceId::parse(&tv).expect("a well-formed device id");
+            Advert::packets(&PacketSetId::from_bytes(set), &tv)
         }),
     ]
 }
@@ -63,10 +80,13 @@ fn advert() -> impl Strategy<Value = Advert> {
 fn adverts_round_trip() {
     check(VALID_ADVERT_CASES, advert(), |a| {
         let bytes = a.encode();
-        prop_assert_eq!(&bytes[..3], b"CP\x01");
+        prop_assert_eq!(&bytes[..4], &[b'C', b'P', ADVERT_VERSION, a.kind as u8][..]);
         prop_assert_eq!(&timed(|| Advert::decode(&bytes)), &Ok(a.clone()));
-        prop_assert_eq!(&bytes[3..19], &a.order.to_bytes()[..]);
-        prop_assert_eq!(&bytes[19..], &a.tv.0[..]);
+        prop_assert_eq!(&bytes[4..20], &a.id[..]);
+        prop_assert_eq!(&bytes[20..], &a.tv.0[..]);
+        if let Some(order) = a.order() {
+            prop_assert_eq!(order.to_bytes(), a.id);
+        }
         decode_anything(&bytes)
     });
 }
@@ -85,8 +105,11 @@ fn random_bytes_decode_or_are_refused() {
         // The magic in front, so that the version and length checks are reached.
         (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40))
             .prop_map(|(v, rest)| { [&ADVERT_MAGIC[..], &[v], &rest].concat() }),
-        proptest::collection::vec(any::<u8>(), 20)
+        proptest::collection::vec(any::<u8>(), 21)
             .prop_map(|rest| { [&ADVERT_MAGIC[..], &[ADVERT_VERSION], &rest].concat() }),
+        (1u8..=2, proptest::collection::vec(any::<u8>(), 20)).prop_map(|(kind, rest)| {
+            [&ADVERT_MAGIC[..], &[ADVERT_VERSION, kind], &rest].concat()
+        }),
     ];
     check(RANDOM_ADVERT_CASES, strategy, |bytes| {
         decode_anything(&bytes)

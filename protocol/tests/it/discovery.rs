@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use protocol::DiscoveryRecord;
 use protocol::discovery::{MAX_NAME_CHARS, keys};
+use protocol::{Announcement, DiscoveryRecord};
 
 use crate::support::{Mutation, check, mutated_text, mutations, random_text, timed};
 use crate::values::record;
@@ -24,6 +24,7 @@ const RANDOM_JSON_CASES: u32 = 50_000;
 
 /// Inputs per run of this module's properties.
 pub(crate) const CASES: u32 = VALID_RECORD_CASES
+    + VALID_RECORD_CASES / 4
     + MUTATED_TXT_CASES
     + RANDOM_TXT_CASES
     + MUTATED_JSON_CASES
@@ -43,6 +44,10 @@ const KEYS: &[&str] = &[
     keys::TV_NAME,
     keys::TV_ID,
     keys::ITEM,
+    keys::KIND,
+    keys::SET,
+    keys::FROM,
+    keys::MESSAGE,
 ];
 
 /// A record parsed from the air re-encodes to TXT properties that fit DNS and parse
@@ -73,15 +78,41 @@ fn json_round_trips(r: &DiscoveryRecord) -> Result<(), TestCaseError> {
 /// Whatever the properties are, `from_txt` answers in time, and what it accepts
 /// round-trips.
 fn parse_txt(props: &HashMap<String, String>) -> Result<(), TestCaseError> {
+    if let Ok(a) = timed(|| Announcement::from_txt(props)) {
+        announcement_round_trips(&a)?;
+    }
     match timed(|| DiscoveryRecord::from_txt(props)) {
         Ok(r) => record_round_trips(&r),
         Err(_) => Ok(()),
     }
 }
 
+/// Any kind of record parsed from the air keeps the clipping rules, fits DNS, and
+/// round-trips through TXT and JSON.
+fn announcement_round_trips(a: &Announcement) -> Result<(), TestCaseError> {
+    let txt = a.to_txt();
+    for (k, v) in &txt {
+        if [keys::TV_NAME, keys::FROM, keys::MESSAGE].contains(&k.as_str()) {
+            prop_assert!(v.chars().count() <= MAX_NAME_CHARS, "{k}={v:?}");
+            prop_assert!(!v.chars().any(protocol::text::is_invisible), "{k}={v:?}");
+        }
+        let len = k.len() + 1 + v.len();
+        prop_assert!(len <= MAX_TXT_STRING_BYTES, "{k}={v:?} is {len} bytes");
+    }
+    let map: HashMap<String, String> = txt.into_iter().collect();
+    prop_assert_eq!(&Announcement::from_txt(&map), &Ok(a.clone()));
+    let json = serde_json::to_vec(a).expect("a record serialises");
+    prop_assert_eq!(Announcement::from_json(&json).ok(), Some(a.clone()));
+    Ok(())
+}
+
 /// Whatever the bytes are, JSON parsing answers in time, and what it accepts
 /// round-trips through JSON.
 fn parse_json(bytes: &[u8]) -> Result<(), TestCaseError> {
+    if let Ok(a) = timed(|| Announcement::from_json(bytes)) {
+        let json = serde_json::to_vec(&a).expect("a record serialises");
+        prop_assert_eq!(Announcement::from_json(&json).ok(), Some(a));
+    }
     match timed(|| serde_json::from_slice::<DiscoveryRecord>(bytes)) {
         Ok(r) => json_round_trips(&r),
         Err(_) => Ok(()),
@@ -155,6 +186,15 @@ fn records_round_trip_through_txt_and_json() {
     });
 }
 
+#[test]
+fn packet_and_presence_records_round_trip() {
+    check(VALID_RECORD_CASES / 4, crate::values::announcement(), |a| {
+        announcement_round_trips(&a)?;
+        let edits = vec![TxtEdit::Remove(0)];
+        parse_txt(&edited(a.to_txt(), &edits))
+    });
+}
+
 fn parse_json_ok(bytes: &[u8]) -> Option<DiscoveryRecord> {
     timed(|| serde_json::from_slice(bytes)).ok()
 }
@@ -162,7 +202,11 @@ fn parse_json_ok(bytes: &[u8]) -> Option<DiscoveryRecord> {
 #[test]
 fn mutated_txt_properties_parse_or_are_refused() {
     let edits = proptest::collection::vec(txt_edit(), 1..=4);
-    check(MUTATED_TXT_CASES, (record(), edits), |(r, edits)| {
+    let any_record = prop_oneof![
+        record().prop_map(Announcement::Order),
+        crate::values::announcement()
+    ];
+    check(MUTATED_TXT_CASES, (any_record, edits), |(r, edits)| {
         parse_txt(&edited(r.to_txt(), &edits))
     });
 }

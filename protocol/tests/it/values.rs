@@ -87,6 +87,43 @@ fn name() -> impl Strategy<Value = String> {
     prop_oneof!["[ -~]{0,40}", "(?s).{0,80}", any::<String>(),]
 }
 
+/// Red-packet and presence records as a TV builds them.
+pub(crate) fn announcement() -> impl Strategy<Value = protocol::Announcement> {
+    (
+        any::<[u8; 16]>(),
+        proptest::collection::vec(
+            proptest::sample::select(&protocol::SHORT_CODE_ALPHABET[..]),
+            8,
+        ),
+        server(),
+        name(),
+        "[A-Za-z0-9._:-]{4,64}",
+        name(),
+        name(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(set, code, server, tv_name, tv_id, from, message, packets)| {
+                let server = ServerUrl::parse(&server.written).expect("a well-formed server");
+                let tv_id = DeviceId::parse(&tv_id).expect("a well-formed device id");
+                if packets {
+                    protocol::Announcement::Packets(protocol::PacketsRecord::new(
+                        protocol::PacketSetId::from_bytes(set),
+                        ShortCode::parse(&String::from_utf8(code).expect("ASCII letters"))
+                            .expect("letters from the alphabet"),
+                        server,
+                        &tv_name,
+                        tv_id,
+                        &from,
+                        &message,
+                    ))
+                } else {
+                    protocol::Announcement::Tv(protocol::TvPresence::new(server, &tv_name, tv_id))
+                }
+            },
+        )
+}
+
 /// A discovery record as a TV builds it.
 pub(crate) fn record() -> impl Strategy<Value = DiscoveryRecord> {
     (

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use protocol::{
-    Catalog, CatalogItem, CreateOrder, CreatedOrder, DeviceId, DiscoveryRecord, Entitlement,
+    Announcement, Catalog, CatalogItem, CreateOrder, CreatedOrder, DeviceId, Entitlement,
     Entitlements, ErrorCode, ItemId, Order, OrderId, OrderItem, PacketSet, PacketSetId,
     PhoneNumber, PhonePayStarted, Token,
 };
@@ -164,14 +164,14 @@ pub enum Input {
         result: Result<Order, Failure>,
     },
     EntitlementsLoaded(Result<Entitlements, Failure>),
-    /// Whether the mDNS announcement of `order` went out on a network interface.
+    /// Whether the mDNS announcement of `offer` went out on a network interface.
     Announced {
-        order: OrderId,
+        offer: Offer,
         result: Result<(), String>,
     },
-    /// Whether `order` went on the air over Bluetooth LE (`Err` says why not).
+    /// Whether `offer` went on the air over Bluetooth LE (`Err` says why not).
     BleAnnounced {
-        order: OrderId,
+        offer: Offer,
         result: Result<(), String>,
     },
     /// The server's answer to sending `order` to a phone number.
@@ -217,9 +217,9 @@ pub enum Effect {
         order: OrderId,
         tv_token: Token,
     },
-    /// Register (or replace) this TV's mDNS announcement.
-    Announce(DiscoveryRecord),
-    /// Withdraw this TV's mDNS announcement at once.
+    /// Offer this on the network (mDNS and BLE), replacing the TV's earlier offer.
+    Announce(Announcement),
+    /// Withdraw this TV's offer (mDNS and BLE) at once.
     Withdraw,
     LoadEntitlements(DeviceId),
     /// Ask the server to text `phone` a code or the pay link for `order` (SPEC W2).
@@ -333,6 +333,33 @@ pub enum Screen {
 pub struct Identity {
     pub device_id: DeviceId,
     pub tv_name: String,
+}
+
+/// What the TV offers on the network: the order or the red-packet set on screen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Offer {
+    Order(OrderId),
+    Packets(PacketSetId),
+}
+
+impl Offer {
+    /// The offer an announcement makes; `None` for the TV's bare presence.
+    pub fn of(a: &Announcement) -> Option<Self> {
+        match a {
+            Announcement::Order(r) => Some(Self::Order(r.order.clone())),
+            Announcement::Packets(p) => Some(Self::Packets(p.set.clone())),
+            Announcement::Tv(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Offer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Order(o) => write!(f, "order {o}"),
+            Self::Packets(p) => write!(f, "red packets {}", p.log_prefix()),
+        }
+    }
 }
 
 /// The whole app state.
@@ -449,14 +476,14 @@ impl App {
             Input::PhonePayDone { order, result } => {
                 self.on_phone_pay_done(&order, result, &mut fx)
             }
-            Input::Announced { order, result } => {
-                if let Some(o) = self.order_screen_of(&order) {
-                    o.announce = AnnounceState::from(result);
+            Input::Announced { offer, result } => {
+                if let Some(state) = self.announce_state_of(&offer, false) {
+                    *state = AnnounceState::from(result);
                 }
             }
-            Input::BleAnnounced { order, result } => {
-                if let Some(o) = self.order_screen_of(&order) {
-                    o.ble = AnnounceState::from(result);
+            Input::BleAnnounced { offer, result } => {
+                if let Some(state) = self.announce_state_of(&offer, true) {
+                    *state = AnnounceState::from(result);
                 }
             }
             Input::PacketsOffered(set) => self.on_packets_offered(set),
@@ -477,6 +504,21 @@ impl App {
             Screen::Order(o) if o.order.id == *order => Some(o),
             _ => None,
         }
+    }
+
+    /// Where the screen showing `offer` keeps whether it is announced over mDNS (or,
+    /// with `ble`, over Bluetooth LE).
+    fn announce_state_of(&mut self, offer: &Offer, ble: bool) -> Option<&mut AnnounceState> {
+        let (mdns, radio) = match (&mut self.screen, offer) {
+            (Screen::Order(o), Offer::Order(id)) if o.order.id == *id => {
+                (&mut o.announce, &mut o.ble)
+            }
+            (Screen::Packets(p), Offer::Packets(id)) if p.set.id == *id => {
+                (&mut p.announce, &mut p.ble)
+            }
+            _ => return None,
+        };
+        Some(if ble { radio } else { mdns })
     }
 
     fn on_key(&mut self, key: Key, fx: &mut Vec<Effect>) {

@@ -2,7 +2,8 @@
 //! polling and reconnects; its announcements; cancelling it; and the expired screen.
 
 use protocol::{
-    CreatedOrder, DiscoveryRecord, ErrorCode, ItemId, Order, OrderId, OrderStatus, Token,
+    Announcement, CreatedOrder, DiscoveryRecord, ErrorCode, ItemId, Order, OrderId, OrderStatus,
+    Token,
 };
 
 use super::problem::{refused_order_problem, unreachable_problem};
@@ -220,7 +221,7 @@ impl App {
                     order: order.id.clone(),
                     generation,
                 });
-                fx.push(Effect::Announce(DiscoveryRecord::new(
+                fx.push(Effect::Announce(Announcement::Order(DiscoveryRecord::new(
                     order.id.clone(),
                     order.short_code.clone(),
                     order.amount,
@@ -228,7 +229,7 @@ impl App {
                     &self.identity.tv_name,
                     self.identity.device_id.clone(),
                     &order.item.title,
-                )));
+                ))));
                 self.screen = Screen::Order(Box::new(OrderScreen {
                     index,
                     deadline_ms: self.now_ms + ttl_ms,

@@ -8,11 +8,16 @@
 //!
 //! Offers never interrupt an order being paid: one that arrives then waits (the newest
 //! only) until the TV is back on a quiet screen.
+//!
+//! A shown set is offered on the network like an order (mDNS and BLE, as a
+//! [`PacketsRecord`]), so phones in the room find it under Nearby; the offer is
+//! withdrawn when the set closes or the TV stops showing it.
 
-use protocol::{PacketSet, PacketSetId, PacketSetState};
+use protocol::{Announcement, PacketSet, PacketSetId, PacketSetState, PacketsRecord};
 
 use super::{
-    App, Choice, Effect, Key, STREAM_RETRY_INITIAL_MS, STREAM_RETRY_MAX_MS, Screen, backoff,
+    AnnounceState, App, Choice, Effect, Key, STREAM_RETRY_INITIAL_MS, STREAM_RETRY_MAX_MS, Screen,
+    backoff,
 };
 
 /// The red-packet screen: one set, its claim code while it is open, its claims.
@@ -25,6 +30,9 @@ pub struct PacketsScreen {
     pub live: bool,
     pub failures: u32,
     pub reconnect_at_ms: Option<u64>,
+    /// Whether the set is offered over mDNS and over Bluetooth LE.
+    pub announce: AnnounceState,
+    pub ble: AnnounceState,
     /// Where Back leads.
     pub back_to: Box<Screen>,
 }
@@ -105,12 +113,33 @@ impl App {
                     set: set.id.clone(),
                     generation,
                 });
+                let (announce, ble) = match &set.short_code {
+                    Some(code) => {
+                        fx.push(Effect::Announce(Announcement::Packets(PacketsRecord::new(
+                            set.id.clone(),
+                            code.clone(),
+                            set.link.server.clone(),
+                            &self.identity.tv_name,
+                            self.identity.device_id.clone(),
+                            &set.sender_name,
+                            &set.message,
+                        ))));
+                        (AnnounceState::Pending, AnnounceState::Pending)
+                    }
+                    // A set made before codes existed is shown by QR only.
+                    None => {
+                        let off = || AnnounceState::Failed("the set has no short code".to_owned());
+                        (off(), off())
+                    }
+                };
                 self.screen = Screen::Packets(Box::new(PacketsScreen {
                     set,
                     generation,
                     live: false,
                     failures: 0,
                     reconnect_at_ms: None,
+                    announce,
+                    ble,
                     back_to: Box::new(back_to),
                 }));
             }
@@ -126,7 +155,7 @@ impl App {
         // Back stops showing them (the packets stay claimable by link); once they are
         // all taken or expired, OK closes the final list too.
         if key == Key::Back || (key == Key::Ok && !p.is_open()) {
-            fx.push(Effect::StopFollowingPackets);
+            fx.extend([Effect::StopFollowingPackets, Effect::Withdraw]);
             self.screen = (*p.back_to).clone();
             self.show_pending_offer();
         }
@@ -151,7 +180,7 @@ impl App {
         let closed = set.state != PacketSetState::Open;
         p.set = set;
         if closed {
-            fx.push(Effect::StopFollowingPackets);
+            fx.extend([Effect::StopFollowingPackets, Effect::Withdraw]);
         }
     }
 

@@ -39,15 +39,24 @@ impl Browser {
         Self { daemon, events }
     }
 
-    /// Waits for the record announced under `instance` and parses it.
+    /// Waits for the order announced under `instance` and parses it.
     pub(crate) fn resolve(&self, instance: &str) -> DiscoveryRecord {
+        match self.resolve_any(instance) {
+            protocol::Announcement::Order(r) => r,
+            other => panic!("expected an order under {instance}, got {other:?}"),
+        }
+    }
+
+    /// Waits for any record announced under `instance` and parses it.
+    pub(crate) fn resolve_any(&self, instance: &str) -> protocol::Announcement {
         let deadline = Instant::now() + RESOLVE_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(ServiceEvent::ServiceResolved(s)) if s.fullname.starts_with(instance) => {
                     let props = s.txt_properties.clone().into_property_map_str();
-                    return DiscoveryRecord::from_txt(&props).expect("a valid Couchpay record");
+                    return protocol::Announcement::from_txt(&props)
+                        .expect("a valid Couchpay record");
                 }
                 Ok(_) => {}
                 Err(e) => panic!("no mDNS record for {instance} within {RESOLVE_TIMEOUT:?}: {e}"),
@@ -92,7 +101,9 @@ fn announced_record_is_found_on_lo_and_withdrawn_within_1s() {
         identity().device_id,
         &item.title,
     );
-    let announcement = announcer.announce(&record).unwrap();
+    let announcement = announcer
+        .announce(&protocol::Announcement::Order(record.clone()))
+        .unwrap();
     assert!(announcer.is_announcing());
     // The daemon reports the record went out on `lo`.
     let io = io_runtime();
@@ -119,6 +130,52 @@ fn announced_record_is_found_on_lo_and_withdrawn_within_1s() {
     );
 }
 
+/// The TV's presence has its own name: it stays announced while offers come and go, so
+/// a phone can always pick the TV from Nearby.
+#[test]
+fn presence_stays_announced_while_the_offer_is_withdrawn() {
+    let browser = Browser::on_loopback();
+    let mut announcer = loopback_announcer();
+    let server = ServerUrl::parse("http://127.0.0.1:8080").unwrap();
+    let device = protocol::DeviceId::random();
+    let presence = protocol::TvPresence::new(server.clone(), "Den TV", device.clone());
+    let io = io_runtime();
+    io.block_on(announcer.present(&presence).unwrap().confirmed())
+        .expect("presence announced on lo");
+    assert_eq!(
+        browser.resolve_any(&presence.instance_name()),
+        protocol::Announcement::Tv(presence.clone())
+    );
+    let item = &catalog().items[0];
+    let order = order_for(item, &server, 1);
+    let record = DiscoveryRecord::new(
+        order.id.clone(),
+        order.short_code.clone(),
+        order.amount,
+        server,
+        "Den TV",
+        device,
+        &item.title,
+    );
+    io.block_on(
+        announcer
+            .announce(&protocol::Announcement::Order(record.clone()))
+            .unwrap()
+            .confirmed(),
+    )
+    .expect("order announced");
+    assert_eq!(browser.resolve(&record.instance_name()), record);
+    let t0 = Instant::now();
+    let _ = announcer.withdraw();
+    browser.removed(&record.instance_name(), t0);
+    // Only the order went: the presence answers a fresh browse.
+    let fresh = Browser::on_loopback();
+    assert_eq!(
+        fresh.resolve_any(&presence.instance_name()),
+        protocol::Announcement::Tv(presence)
+    );
+}
+
 /// `COUCHPAY_MDNS_INTERFACES=all` once reached the TV as an interface called "all": the
 /// record was registered, nothing went out, and the TV said it was announced. Now the
 /// announcement is only confirmed when the daemon really sent it on an interface.
@@ -138,7 +195,9 @@ fn a_record_on_no_real_interface_is_not_claimed_as_announced() {
         identity().device_id,
         &item.title,
     );
-    let announcement = announcer.announce(&record).expect("registered");
+    let announcement = announcer
+        .announce(&protocol::Announcement::Order(record.clone()))
+        .expect("registered");
     let io = io_runtime();
     let result = io.block_on(announcement.confirmed());
     assert!(

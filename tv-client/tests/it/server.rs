@@ -254,13 +254,13 @@ fn order_is_offered_over_ble_and_withdrawn_once_paid() {
         &io,
         &mut status,
         "advertising the order",
-        |s| matches!(s, BleStatus::Advertising(r) if r.order == order.id),
+        |s| matches!(s, BleStatus::Advertising(protocol::Announcement::Order(r)) if r.order == order.id),
     );
 
     let (advert, json) = radio.on_air.lock().unwrap().clone().expect("on the air");
     let advert = protocol::ble::Advert::decode(&advert).expect("valid advert");
     let me = tv.app.identity.clone();
-    assert_eq!(advert.order, order.id);
+    assert_eq!(advert.order(), Some(order.id.clone()));
     assert_eq!(advert.tv, protocol::ble::TvHash::of(&me.device_id));
     let record: protocol::DiscoveryRecord = serde_json::from_slice(&json).unwrap();
     assert_eq!(record.order, order.id);

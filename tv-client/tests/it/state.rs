@@ -1,6 +1,6 @@
 //! State-machine tests: every flow driven by inputs alone, with the clock as an input.
 
-use protocol::{ErrorCode, OrderId, OrderStatus, ServerUrl};
+use protocol::{Announcement, ErrorCode, OrderId, OrderStatus, ServerUrl};
 use tv_client::state::*;
 
 use crate::support::*;
@@ -71,7 +71,7 @@ fn app_on_order() -> (App, protocol::CreatedOrder) {
     });
     assert_eq!(fx.len(), 2, "{fx:?}");
     assert!(matches!(&fx[0], Effect::FollowOrder { order, .. } if *order == c.order.id));
-    let Effect::Announce(record) = &fx[1] else {
+    let Effect::Announce(Announcement::Order(record)) = &fx[1] else {
         panic!("expected an announcement, got {fx:?}")
     };
     assert_eq!(record.order, c.order.id);
@@ -86,7 +86,7 @@ fn app_on_order() -> (App, protocol::CreatedOrder) {
         "TTL measured on the local clock"
     );
     app.handle(Input::Announced {
-        order: c.order.id.clone(),
+        offer: Offer::Order(c.order.id.clone()),
         result: Ok(()),
     });
     assert_eq!(app.order_screen().unwrap().announce, AnnounceState::Live);
@@ -99,13 +99,13 @@ fn ble_status_is_shown_for_the_order_on_screen_only() {
     assert_eq!(app.order_screen().unwrap().ble, AnnounceState::Pending);
     // A late answer about another order changes nothing.
     app.handle(Input::BleAnnounced {
-        order: OrderId::random(),
+        offer: Offer::Order(OrderId::random()),
         result: Ok(()),
     });
     assert_eq!(app.order_screen().unwrap().ble, AnnounceState::Pending);
     let off = "Bluetooth LE is off: no Bluetooth adapter found".to_owned();
     app.handle(Input::BleAnnounced {
-        order: c.order.id.clone(),
+        offer: Offer::Order(c.order.id.clone()),
         result: Err(off.clone()),
     });
     let o = app.order_screen().unwrap();
@@ -113,7 +113,7 @@ fn ble_status_is_shown_for_the_order_on_screen_only() {
     // mDNS is independent of the radio.
     assert_eq!(o.announce, AnnounceState::Live);
     app.handle(Input::BleAnnounced {
-        order: c.order.id.clone(),
+        offer: Offer::Order(c.order.id.clone()),
         result: Ok(()),
     });
     assert_eq!(app.order_screen().unwrap().ble, AnnounceState::Live);
@@ -1176,15 +1176,41 @@ fn shown_red_packets_follow_their_stream_reconnect_and_close_once() {
     let set = packet_set(2);
     app.handle(Input::PacketsOffered(set.clone()));
     let fx = app.handle(Input::Key(Key::Ok));
-    let generation = match fx.as_slice() {
-        [Effect::FollowPackets { set: s, generation }] if *s == set.id => *generation,
-        other => panic!("expected to follow the set, got {other:?}"),
+    // Shown, it is followed and offered on the network like an order.
+    let (generation, record) = match fx.as_slice() {
+        [
+            Effect::FollowPackets { set: s, generation },
+            Effect::Announce(Announcement::Packets(record)),
+        ] if *s == set.id => (*generation, record.clone()),
+        other => panic!("expected to follow and announce the set, got {other:?}"),
     };
+    assert_eq!(record.set, set.id);
+    assert_eq!(Some(&record.short_code), set.short_code.as_ref());
+    assert_eq!(record.server, set.link.server);
+    assert_eq!(record.tv_id, identity().device_id);
+    assert_eq!(record.tv_name, identity().tv_name);
+    assert_eq!(record.sender_name, set.sender_name);
     app.handle(Input::PacketsStreamOpened {
         set: set.id.clone(),
         generation,
     });
     assert!(matches!(&app.screen, Screen::Packets(p) if p.live));
+    // What mDNS and the radio made of it is shown for this set only.
+    app.handle(Input::Announced {
+        offer: Offer::Packets(protocol::PacketSetId::random()),
+        result: Ok(()),
+    });
+    app.handle(Input::BleAnnounced {
+        offer: Offer::Packets(set.id.clone()),
+        result: Err("turned off".into()),
+    });
+    assert!(matches!(&app.screen, Screen::Packets(p)
+        if p.announce == AnnounceState::Pending && p.ble == AnnounceState::Failed("turned off".into())));
+    app.handle(Input::Announced {
+        offer: Offer::Packets(set.id.clone()),
+        result: Ok(()),
+    });
+    assert!(matches!(&app.screen, Screen::Packets(p) if p.announce == AnnounceState::Live));
     // The stream drops: it is reopened after the backoff, with a new generation.
     app.handle(Input::PacketsStreamEnded {
         set: set.id.clone(),
@@ -1204,14 +1230,14 @@ fn shown_red_packets_follow_their_stream_reconnect_and_close_once() {
     finished.remaining = 0;
     assert_eq!(
         app.handle(Input::PacketsUpdate(finished)),
-        vec![Effect::StopFollowingPackets]
+        vec![Effect::StopFollowingPackets, Effect::Withdraw]
     );
     assert!(app.handle(Input::PacketsUpdate(set)).is_empty());
     assert!(matches!(&app.screen, Screen::Packets(p) if !p.is_open()));
     // OK closes the final list and goes back to the catalog.
     assert_eq!(
         app.handle(Input::Key(Key::Ok)),
-        vec![Effect::StopFollowingPackets]
+        vec![Effect::StopFollowingPackets, Effect::Withdraw]
     );
     assert!(matches!(app.screen, Screen::Catalog { .. }));
 }
