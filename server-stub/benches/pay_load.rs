@@ -11,6 +11,10 @@
 //! node while its TV follows the order on the other, so pay→event crosses nodes.
 //! Payers authenticate with session tokens, so argon2 is not part of the figure; the
 //! argon2 cost of one PIN check is measured separately at the end.
+//!
+//! With `COUCHPAY_BENCH_URLS` (comma-separated) and `COUCHPAY_BENCH_ADMIN_TOKEN`, it
+//! instead drives servers running in their own processes, one after the other, with the
+//! same payment run: e.g. two builds of `couchpay-server` compared in one run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -106,8 +110,25 @@ async fn run(
         }
         None => vec![TestServer::start_with(move |cfg| cfg.max_batch = max_batch).await],
     };
-    let srv = &nodes[0];
     let clients: Vec<Client> = nodes.iter().map(|n| Client::new(n.url.clone())).collect();
+    let admin = nodes[0].admin_token.clone();
+    let outcome = drive(label, &clients, &admin, "load", n, c).await;
+    for node in nodes {
+        node.stop().await;
+    }
+    outcome
+}
+
+/// The payment run against running servers (`clients`, one per node), with accounts
+/// and TVs named from `prefix` so that runs against the same database do not collide.
+async fn drive(
+    label: &str,
+    clients: &[Client],
+    admin: &str,
+    prefix: &str,
+    n: usize,
+    c: usize,
+) -> Outcome {
     let client = clients[0].clone();
     // Client `w` pays through node `pay_node(w)`; its TVs live on the next node.
     let pay_node = |w: usize| w % clients.len();
@@ -115,7 +136,7 @@ async fn run(
     let per_payer = n.div_ceil(c) as u64;
 
     // Payers with session tokens.
-    let sessions: Vec<_> = make_payers(&client, &srv.admin_token, "load", c, per_payer * 1_000)
+    let sessions: Vec<_> = make_payers(&client, admin, prefix, c, per_payer * 1_000)
         .await
         .into_iter()
         .map(|(_, s)| s)
@@ -129,12 +150,13 @@ async fn run(
         let client = clients[tv_node(w)].clone();
         let item = item.clone();
         let count = n / c + usize::from(w < n % c);
+        let prefix = prefix.to_owned();
         creators.push(tokio::spawn(async move {
             let mut ids = Vec::with_capacity(count);
             for i in 0..count {
                 let req = CreateOrder {
                     item_id: item.clone(),
-                    device_id: DeviceId::parse(&format!("SN-LOAD-{w:03}-{i:06}")).unwrap(),
+                    device_id: DeviceId::parse(&format!("SN-{prefix}-{w:03}-{i:06}")).unwrap(),
                     device_name: "Load TV".into(),
                 };
                 ids.push(client.create_order(&req).await.unwrap().order.id);
@@ -219,9 +241,6 @@ async fn run(
     lat.sort();
     event_lat.sort();
     let audit = client.audit().await.unwrap();
-    for node in nodes {
-        node.stop().await;
-    }
     Outcome {
         label: label.into(),
         n,
@@ -410,6 +429,56 @@ async fn run_packets(n: usize, c: usize) -> (usize, f64, Vec<Duration>, bool, bo
     (lat.len(), secs, lat, exact, audit.ok)
 }
 
+/// Drives servers running in their own processes (`urls`, comma-separated, e.g. one
+/// `couchpay-server` per build being compared), so the figure is not only one process's
+/// view and an older build can be measured with today's load tool. Each URL gets the
+/// same run, in turn; the admin token is `COUCHPAY_BENCH_ADMIN_TOKEN`.
+async fn external(urls: &str, n: usize, c: usize) {
+    let admin = std::env::var("COUCHPAY_BENCH_ADMIN_TOKEN")
+        .expect("COUCHPAY_BENCH_ADMIN_TOKEN: the servers' admin token");
+    let mut results = Vec::new();
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let server =
+            protocol::ServerUrl::parse(url).expect("a server URL like http://127.0.0.1:8080");
+        let client = Client::new(server);
+        // Fresh names per run: the server's database may hold earlier runs.
+        let prefix = format!("ext{}", protocol::hex(&protocol::random_bytes::<3>()));
+        results.push(drive(url, &[client], &admin, &prefix, n, c).await);
+    }
+    println!();
+    println!("Couchpay pay load against external servers: {c} concurrent clients, loopback HTTP");
+    print_results(&results);
+    assert!(results.iter().all(|r| r.audit_ok), "ledger audit failed");
+}
+
+fn print_results(results: &[Outcome]) {
+    println!(
+        "{:<26} {:>8} {:>12} {:>9} {:>9} {:>14} {:>9}",
+        "mode", "payments", "payments/s", "p50 ms", "p99 ms", "pay→SSE p99 ms", "audit"
+    );
+    for r in results {
+        println!(
+            "{:<26} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>14.2} {:>9}",
+            r.label,
+            r.n,
+            r.n as f64 / r.secs,
+            pct(&r.lat, 0.50),
+            pct(&r.lat, 0.99),
+            pct(&r.event_lat, 0.99),
+            if r.audit_ok {
+                "clean".to_string()
+            } else {
+                format!("{} problems", r.audit_problems)
+            },
+        );
+        assert_eq!(
+            r.event_lat.len(),
+            r.sampled,
+            "every sampled TV saw its payment"
+        );
+    }
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -421,6 +490,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if let Ok(urls) = std::env::var("COUCHPAY_BENCH_URLS") {
+        rt.block_on(external(&urls, n, c));
+        return;
+    }
     rt.block_on(async {
         let naive_n = (n / 5).max(c);
         let batch = server_stub::store::DEFAULT_MAX_BATCH;
@@ -438,27 +511,7 @@ fn main() {
             "Couchpay pay load: {c} concurrent clients, loopback HTTP; SQLite WAL synchronous=FULL, \
              PostgreSQL synchronous_commit=on fsync=on"
         );
-        println!(
-            "{:<26} {:>8} {:>12} {:>9} {:>9} {:>14} {:>9}",
-            "mode", "payments", "payments/s", "p50 ms", "p99 ms", "pay→SSE p99 ms", "audit"
-        );
-        for r in &results {
-            println!(
-                "{:<26} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>14.2} {:>9}",
-                r.label,
-                r.n,
-                r.n as f64 / r.secs,
-                pct(&r.lat, 0.50),
-                pct(&r.lat, 0.99),
-                pct(&r.event_lat, 0.99),
-                if r.audit_ok {
-                    "clean".to_string()
-                } else {
-                    format!("{} problems", r.audit_problems)
-                },
-            );
-            assert_eq!(r.event_lat.len(), r.sampled, "every sampled TV saw its payment");
-        }
+        print_results(&results);
         let ratio =
             (results[1].n as f64 / results[1].secs) / (results[0].n as f64 / results[0].secs);
         println!("group commit / naive throughput: {ratio:.1}x");
