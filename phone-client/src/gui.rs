@@ -574,6 +574,10 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
         if text.trim().is_empty() {
             return c.fail(tab, "Type the code shown on the TV.");
         }
+        // A red-packet claim link pasted here opens a packet, as a scan of it would.
+        if let Ok(link) = PacketLink::parse(text.trim()) {
+            return c.claim_scanned_packets(tab, link);
+        }
         match OrderRef::parse_input(text.as_str()) {
             Ok(r) => c.confirm(tab, r),
             Err(e) => c.fail(tab, say(&e)),

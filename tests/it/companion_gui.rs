@@ -794,6 +794,15 @@ fn packets_in_the_window(
     let after = io.block_on(client.packets(&by_code.id)).unwrap();
     assert_eq!(after.claims[0].recipient.as_str(), "alice");
 
+    // A claim link pasted into the Code tab opens one too.
+    let pasted = send_two();
+    phone.invoke_lookup_code(pasted.link.to_string().into());
+    pump_until(window, "the packet opened by its pasted link", |p| {
+        !p.get_busy() && p.get_status().starts_with("You got")
+    });
+    let after = io.block_on(client.packets(&pasted.id)).unwrap();
+    assert_eq!(after.claims[0].recipient.as_str(), "alice");
+
     let on_tv = send_two();
     let mut tv = Announcer::start(&Interfaces::loopback()).unwrap();
     tv.announce_any(&Announcement::Packets(PacketsRecord::new(

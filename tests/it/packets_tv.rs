@@ -185,7 +185,8 @@ fn a_set_put_on_the_tv_from_nearby_is_opened_and_refunded_at_expiry() {
         _ => unreachable!(),
     };
 
-    // Bob's phone finds the packets under Nearby; Carol types the code the TV shows.
+    // Bob's and Carol's phones each find the packets under Nearby (Carol's also checks
+    // the code the TV shows names the same set).
     let NearbyEvent::PacketsListed(found) = packets_event(&mut nearby, &device, true) else {
         unreachable!()
     };
@@ -195,13 +196,23 @@ fn a_set_put_on_the_tv_from_nearby_is_opened_and_refunded_at_expiry() {
     assert_eq!(found.record.message, "For the kids");
     for (who, p) in [("bob", "2468"), ("carol", "1357")] {
         let (phone, _dir) = companion(&server);
-        let link = if who == "bob" {
-            PacketLink {
-                server: found.record.server.clone(),
-                set: found.record.set.clone(),
-            }
+        let record = if who == "bob" {
+            found.record.clone()
         } else {
-            io.block_on(phone.packets_by_code(&code)).unwrap()
+            let seen = phone_client::discovery::first_packets(
+                &Interfaces::loopback(),
+                vec![server.url.clone()],
+                TV_TIMEOUT,
+            )
+            .unwrap()
+            .expect("Carol's phone finds the packets nearby");
+            let by_code = io.block_on(phone.packets_by_code(&code)).unwrap();
+            assert_eq!(by_code.set, seen.set);
+            seen
+        };
+        let link = PacketLink {
+            server: record.server,
+            set: record.set,
         };
         assert_eq!(link, set.link);
         let got = io
