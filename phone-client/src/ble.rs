@@ -19,7 +19,9 @@ use std::time::Duration;
 use protocol::ble::Advert;
 use protocol::{Announcement, DiscoveryRecord, PacketsRecord, SERVICE_TYPE, ServerUrl};
 
-use crate::discovery::{IgnoreFn, Lists, MAX_NEARBY_TVS, NearbyEvent, NearbyOrder, NearbyPackets};
+use crate::discovery::{
+    IgnoreFn, Lists, MAX_NEARBY_TVS, NearbyEvent, NearbyOrder, NearbyPackets, too_many,
+};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -351,10 +353,7 @@ pub(crate) fn merge(
                     existing.addresses.clear();
                     Some(NearbyEvent::Updated(existing.clone()))
                 }
-                None if full => Some(NearbyEvent::Refused {
-                    fullname,
-                    reason: format!("more than {MAX_NEARBY_TVS} TVs nearby"),
-                }),
+                None if full => Some(too_many(fullname)),
                 None => {
                     let entry = NearbyOrder {
                         fullname: fullname.clone(),
@@ -389,10 +388,7 @@ pub(crate) fn merge(
                 return None;
             }
             if !lists.packets.contains_key(&fullname) && lists.packets.len() >= MAX_NEARBY_TVS {
-                return Some(NearbyEvent::Refused {
-                    fullname,
-                    reason: format!("more than {MAX_NEARBY_TVS} TVs nearby"),
-                });
+                return Some(too_many(fullname));
             }
             let entry = NearbyPackets {
                 fullname: fullname.clone(),

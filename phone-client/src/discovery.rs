@@ -94,6 +94,14 @@ pub enum NearbyEvent {
     Refused { fullname: String, reason: String },
 }
 
+/// The refusal of one more TV when a list is full.
+pub(crate) fn too_many(fullname: String) -> NearbyEvent {
+    NearbyEvent::Refused {
+        fullname,
+        reason: format!("more than {MAX_NEARBY_TVS} TVs nearby"),
+    }
+}
+
 /// Decides whether an announced order is shown at all (e.g. not if paid here).
 pub type IgnoreFn = Box<dyn Fn(&DiscoveryRecord) -> bool + Send>;
 
@@ -339,10 +347,7 @@ impl Browser {
             }
             None => {
                 if self.lists.orders.len() >= MAX_NEARBY_TVS {
-                    return Some(NearbyEvent::Refused {
-                        fullname,
-                        reason: format!("more than {MAX_NEARBY_TVS} TVs nearby"),
-                    });
+                    return Some(too_many(fullname));
                 }
                 let entry = NearbyOrder {
                     fullname: fullname.clone(),
@@ -375,10 +380,7 @@ impl Browser {
         }
         if !self.lists.packets.contains_key(&fullname) && self.lists.packets.len() >= MAX_NEARBY_TVS
         {
-            return Some(NearbyEvent::Refused {
-                fullname,
-                reason: format!("more than {MAX_NEARBY_TVS} TVs nearby"),
-            });
+            return Some(too_many(fullname));
         }
         let entry = NearbyPackets {
             fullname: fullname.clone(),

@@ -407,12 +407,7 @@ impl<B: Backend> Shell<B> {
                 });
                 // Where nearby phones can find the order besides the QR code: a small
                 // indicator; why a channel is off is in the log, not on the screen.
-                let (text, state) = nearby("network", &o.announce);
-                tv.set_announce_text(text.into());
-                tv.set_announce_state(state);
-                let (text, state) = nearby("Bluetooth", &o.ble);
-                tv.set_ble_text(text.into());
-                tv.set_ble_state(state);
+                show_nearby(&tv, &o.announce, &o.ble);
                 let (text, live) = match o.stream.phase {
                     StreamPhase::Live => ("Waiting for your payment…".to_owned(), true),
                     StreamPhase::Connecting => ("Connecting to Couchpay…".to_owned(), false),
@@ -632,12 +627,7 @@ impl<B: Backend> Shell<B> {
                 tv.set_packets_left(keep_quantities_together(&left).into());
                 tv.set_packets_open(p.is_open());
                 tv.set_packets_live(p.live);
-                let (text, state) = nearby("network", &p.announce);
-                tv.set_announce_text(text.into());
-                tv.set_announce_state(state);
-                let (text, state) = nearby("Bluetooth", &p.ble);
-                tv.set_ble_text(text.into());
-                tv.set_ble_state(state);
+                show_nearby(&tv, &p.announce, &p.ble);
                 // Newest first: the latest claim is at the top of the list.
                 let rows: Vec<Row> = set
                     .claims
@@ -695,6 +685,16 @@ fn show_qr(cache: &mut RenderCache, tv: &Tv<'_>, link: &str) {
 }
 
 /// One nearby channel's indicator: `network ✓`, `network …` (going out) or `network –`.
+/// The "Nearby: network ✓ Bluetooth –" line of the order and red-packet screens.
+fn show_nearby(tv: &Tv<'_>, mdns: &AnnounceState, ble: &AnnounceState) {
+    let (text, state) = nearby("network", mdns);
+    tv.set_announce_text(text.into());
+    tv.set_announce_state(state);
+    let (text, state) = nearby("Bluetooth", ble);
+    tv.set_ble_text(text.into());
+    tv.set_ble_state(state);
+}
+
 fn nearby(channel: &str, state: &AnnounceState) -> (String, i32) {
     match state {
         AnnounceState::Pending => (format!("{channel} …"), 0),
