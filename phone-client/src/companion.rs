@@ -866,6 +866,9 @@ impl Companion {
                 AccountEvent::PacketsFinished { set } | AccountEvent::PacketsRefunded { set } => {
                     tracing::info!(set = set.id.log_prefix(), state = ?set.state, "red packets closed");
                 }
+                AccountEvent::DeviceRefunded { refund } => {
+                    tracing::info!(device = %refund.device, amount = %refund.amount, "a device was refunded");
+                }
                 AccountEvent::Other => {}
             }
         }

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::device::{HardwareId, HardwareIdKind, OsVersion};
 use crate::{
     AccountId, DeviceId, IdempotencyKey, ItemId, Money, OrderId, PacketLink, PacketSetId, PayLink,
     PhoneNumber, Pin, ShortCode, Token, VoucherId, VoucherLink,
@@ -51,6 +52,10 @@ pub struct CatalogItem {
     /// For memberships: how long one purchase lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_days: Option<u32>,
+    /// For devices sold through the catalog (physical goods): the product whose register
+    /// entry a paid order creates (SPEC D1), e.g. `couchpay-box`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_product: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +304,10 @@ pub enum AccountEvent {
     VoucherFailed {
         voucher: Voucher,
     },
+    /// A device this account paid for was refunded: the price is back in the account.
+    DeviceRefunded {
+        refund: DeviceRefund,
+    },
     /// Someone claimed a packet of a set this account sent.
     PacketClaimed {
         set: PacketSet,
@@ -327,6 +336,7 @@ impl AccountEvent {
             Self::VoucherRedeemed { .. } => "voucher_redeemed",
             Self::VoucherExpired { .. } => "voucher_expired",
             Self::VoucherFailed { .. } => "voucher_failed",
+            Self::DeviceRefunded { .. } => "device_refunded",
             Self::PacketClaimed { .. } => "packet_claimed",
             Self::PacketsFinished { .. } => "packets_finished",
             Self::PacketsRefunded { .. } => "packets_refunded",
@@ -472,6 +482,14 @@ pub enum ErrorCode {
     SoldOut,
     /// The set expired; what nobody claimed went back to the sender.
     PacketsExpired,
+    /// No device with this id in the register of sold devices.
+    UnknownDevice,
+    /// This device's sale was refunded already (at most once, SPEC D3).
+    AlreadyRefunded,
+    /// The device's return window has closed: it can no longer be refunded.
+    ReturnWindowClosed,
+    /// The device has no paid sale through Couchpay, so there is nothing to refund.
+    NotRefundable,
     /// A code this client does not know (sent by a newer server).
     #[serde(other)]
     Unknown,
@@ -520,6 +538,10 @@ impl ErrorCode {
             Self::AlreadyClaimed => "already_claimed",
             Self::SoldOut => "sold_out",
             Self::PacketsExpired => "packets_expired",
+            Self::UnknownDevice => "unknown_device",
+            Self::AlreadyRefunded => "already_refunded",
+            Self::ReturnWindowClosed => "return_window_closed",
+            Self::NotRefundable => "not_refundable",
             Self::Unknown => "unknown",
         }
     }
@@ -1054,4 +1076,110 @@ mod tests {
         assert_eq!(serde_json::to_string(&auth).unwrap(), r#"{"pin":"1234"}"#);
         assert!(serde_json::from_str::<PayerAuth>(r#"{"pin":"12"}"#).is_err());
     }
+}
+
+/// A device's sale through Couchpay, as its register entry records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSale {
+    pub order: OrderId,
+    /// The price paid, which a refund returns.
+    pub amount: Money,
+    pub merchant: Merchant,
+    pub sold_at_ms: i64,
+    /// The end of the return window: a refund is accepted until then.
+    pub refundable_until_ms: i64,
+    /// Set once the sale has been refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_at_ms: Option<i64>,
+}
+
+/// `GET /v1/devices/{id}` — a device's register entry, as the device itself may see it
+/// (SPEC D1). The paying account is not shown: the device is not the payer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub id: HardwareId,
+    pub id_kind: HardwareIdKind,
+    pub product: String,
+    /// The product's name for people, e.g. "Couchpay Box".
+    pub product_name: String,
+    pub os_version: OsVersion,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale: Option<DeviceSale>,
+}
+
+/// `POST /v1/devices/{id}/refund` — the answer: what went back to whom (SPEC D3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRefund {
+    pub device: HardwareId,
+    pub order: OrderId,
+    pub amount: Money,
+    /// The account the price went back to (the one that paid).
+    pub account: AccountId,
+    pub refunded_at_ms: i64,
+}
+
+/// An update package for one product (SPEC D4): the manifest is signed by the vendor's
+/// key (see [`crate::device`]), and the TV checks the download against it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdatePackage {
+    pub product: String,
+    pub version: OsVersion,
+    /// Bytes.
+    pub size: u64,
+    /// Where to download it (absolute; supports HTTP range requests, so a download resumes).
+    pub url: String,
+    /// SHA-256 of the package, 64 hex digits.
+    pub sha256: String,
+    /// Ed25519 signature of the manifest by the vendor's key, 128 hex digits.
+    pub signature: String,
+}
+
+/// `GET /v1/devices/{id}/update` — the newest package for the device, or "up to date".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum UpdateCheck {
+    UpToDate { version: OsVersion },
+    Available { package: UpdatePackage },
+}
+
+/// `POST /v1/devices/{id}/os-version` — the device installed a package and runs this
+/// version now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportVersion {
+    pub version: OsVersion,
+}
+
+/// `POST /v1/admin/devices` — the vendor registers a device it made (not sold through
+/// Couchpay), e.g. a display unit (developer endpoint, admin token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterDevice {
+    pub id: HardwareId,
+    pub product: String,
+    pub os_version: OsVersion,
+}
+
+/// `POST /v1/admin/devices/{id}/credential` — a fresh credential for the device, as the
+/// factory flashes it (shown once; any earlier credential stops working).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceCredential {
+    pub id: HardwareId,
+    pub credential: Token,
+}
+
+/// `GET /v1/admin/devices?order=…` — register entries, for the vendor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminDevice {
+    #[serde(flatten)]
+    pub info: DeviceInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<AccountId>,
+    /// Whether a credential has been provisioned.
+    pub provisioned: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminDevices {
+    pub devices: Vec<AdminDevice>,
 }

@@ -14,8 +14,8 @@ use crate::api::*;
 /// Most pages [`Client::entitlements`] fetches (100 entitlements each).
 pub const MAX_ENTITLEMENT_PAGES: usize = 100;
 use crate::{
-    AccountId, DeviceId, IdempotencyKey, OrderId, PacketSetId, PhoneNumber, ServerUrl, ShortCode,
-    Token, VoucherId,
+    AccountId, DeviceId, HardwareId, IdempotencyKey, OrderId, OsVersion, PacketSetId, PhoneNumber,
+    ServerUrl, ShortCode, Token, VoucherId,
 };
 
 /// Time allowed to open a TCP connection to the server.
@@ -408,6 +408,112 @@ impl Client {
     /// `GET /v1/audit`
     pub async fn audit(&self) -> Result<AuditReport, ClientError> {
         self.get("/v1/audit").await
+    }
+
+    /// `GET /v1/devices/{id}` — the device's register entry (as the device, SPEC D2).
+    pub async fn device(
+        &self,
+        id: &HardwareId,
+        credential: &Token,
+    ) -> Result<DeviceInfo, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/devices/{id}"))
+                .bearer_auth(credential.expose()),
+        )
+        .await
+    }
+
+    /// `POST /v1/devices/{id}/refund` — refunds the device's sale (SPEC D3).
+    pub async fn refund_device(
+        &self,
+        id: &HardwareId,
+        credential: &Token,
+    ) -> Result<DeviceRefund, ClientError> {
+        self.json(
+            self.request(Method::POST, &format!("/v1/devices/{id}/refund"))
+                .bearer_auth(credential.expose()),
+        )
+        .await
+    }
+
+    /// `GET /v1/devices/{id}/update` — the newest package for the device (SPEC D4).
+    pub async fn check_update(
+        &self,
+        id: &HardwareId,
+        credential: &Token,
+    ) -> Result<UpdateCheck, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/devices/{id}/update"))
+                .bearer_auth(credential.expose()),
+        )
+        .await
+    }
+
+    /// `POST /v1/devices/{id}/os-version` — the device installed `version`.
+    pub async fn report_version(
+        &self,
+        id: &HardwareId,
+        credential: &Token,
+        version: &OsVersion,
+    ) -> Result<DeviceInfo, ClientError> {
+        self.json(
+            self.request(Method::POST, &format!("/v1/devices/{id}/os-version"))
+                .bearer_auth(credential.expose())
+                .json(&ReportVersion {
+                    version: version.clone(),
+                }),
+        )
+        .await
+    }
+
+    /// `GET <url>` from byte `from` on (a range request when `from > 0`): the response, to
+    /// be read in chunks. The answer to a range request is `206 Partial Content`.
+    pub async fn download_from(&self, url: &str, from: u64) -> Result<Response, ClientError> {
+        let mut req = self.http.get(url);
+        if from > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        self.send(req).await
+    }
+
+    /// `POST /v1/admin/devices` (developer endpoint, admin token).
+    pub async fn register_device(
+        &self,
+        admin: &str,
+        req: &RegisterDevice,
+    ) -> Result<AdminDevice, ClientError> {
+        self.json(
+            self.request(Method::POST, "/v1/admin/devices")
+                .bearer_auth(admin)
+                .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/devices/{id}/credential` (developer endpoint, admin token).
+    pub async fn issue_device_credential(
+        &self,
+        admin: &str,
+        id: &HardwareId,
+    ) -> Result<DeviceCredential, ClientError> {
+        self.json(
+            self.request(Method::POST, &format!("/v1/admin/devices/{id}/credential"))
+                .bearer_auth(admin),
+        )
+        .await
+    }
+
+    /// `GET /v1/admin/devices?order=…` (developer endpoint, admin token).
+    pub async fn devices_of_order(
+        &self,
+        admin: &str,
+        order: &OrderId,
+    ) -> Result<AdminDevices, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/admin/devices?order={order}"))
+                .bearer_auth(admin),
+        )
+        .await
     }
 
     /// `POST /v1/admin/accounts` (stub developer endpoint, admin token).

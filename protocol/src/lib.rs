@@ -11,6 +11,7 @@ pub mod api;
 pub mod ble;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod device;
 pub mod discovery;
 mod ids;
 mod money;
@@ -18,6 +19,7 @@ mod paylink;
 pub mod text;
 
 pub use api::*;
+pub use device::{HardwareId, HardwareIdKind, OsVersion, UpdateKey, VendorKey};
 pub use discovery::{Announcement, DiscoveryRecord, PacketsRecord, SERVICE_TYPE, TvPresence};
 pub use ids::{
     AccountId, DeviceId, IdempotencyKey, ItemId, OrderId, PacketSetId, PhoneNumber, Pin,
@@ -73,4 +75,6 @@ pub enum ParseError {
     RecordVersion,
     #[error("unknown kind of discovery record")]
     RecordKind,
+    #[error("not a version (1 to 4 dot-separated numbers, e.g. 1.4.2)")]
+    OsVersion,
 }

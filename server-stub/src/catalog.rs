@@ -12,6 +12,18 @@ struct FileCatalog {
     currency: String,
     merchants: Vec<FileMerchant>,
     items: Vec<FileItem>,
+    /// Devices Couchpay knows (SPEC D1): what a register entry's product is.
+    #[serde(default)]
+    products: Vec<Product>,
+}
+
+/// A kind of device in the register: its id, its name for people and the OS version a new
+/// one leaves the factory with.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub factory_version: protocol::OsVersion,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +44,8 @@ struct FileItem {
     poster: String,
     #[serde(default)]
     period_days: Option<u32>,
+    #[serde(default)]
+    device_product: Option<String>,
 }
 
 /// The loaded catalog with an index by item id.
@@ -40,6 +54,7 @@ pub struct Store {
     pub currency: Currency,
     pub merchants: Vec<Merchant>,
     pub catalog: Catalog,
+    pub products: Vec<Product>,
     by_id: HashMap<ItemId, usize>,
 }
 
@@ -80,6 +95,16 @@ impl Store {
                 it.kind != ItemKind::Membership || it.period_days.is_some(),
                 "item {id}: a membership needs period_days"
             );
+            if let Some(p) = &it.device_product {
+                anyhow::ensure!(
+                    it.kind == ItemKind::Physical,
+                    "item {id}: only physical goods can be devices"
+                );
+                anyhow::ensure!(
+                    file.products.iter().any(|q| &q.id == p),
+                    "item {id}: unknown device product {p}"
+                );
+            }
             anyhow::ensure!(
                 by_id.insert(id.clone(), items.len()).is_none(),
                 "duplicate item {id}"
@@ -93,18 +118,24 @@ impl Store {
                 merchant,
                 poster: it.poster,
                 period_days: it.period_days,
+                device_product: it.device_product,
             });
         }
         Ok(Self {
             currency,
             merchants,
             catalog: Catalog { items },
+            products: file.products,
             by_id,
         })
     }
 
     pub fn item(&self, id: &ItemId) -> Option<&CatalogItem> {
         self.by_id.get(id).map(|&i| &self.catalog.items[i])
+    }
+
+    pub fn product(&self, id: &str) -> Option<&Product> {
+        self.products.iter().find(|p| p.id == id)
     }
 }
 

@@ -85,6 +85,10 @@ pub struct Config {
     /// expiry can be tried without waiting. For development only; off by default.
     #[arg(long, global = true, env = "COUCHPAY_TEST_CLOCK")]
     pub test_clock: bool,
+    /// Directory of device update packages and their signed index (`index.json`);
+    /// default `<assets>/updates`.
+    #[arg(long, global = true, env = "COUCHPAY_UPDATES")]
+    pub updates: Option<PathBuf>,
 }
 
 impl Config {
@@ -105,11 +109,19 @@ impl Config {
             max_connections_per_address: limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             max_streams_per_address: limits::DEFAULT_MAX_STREAMS_PER_ADDRESS,
             test_clock: false,
+            updates: None,
         }
     }
 }
 
 impl Config {
+    /// Where the update packages are.
+    pub fn updates_dir(&self) -> PathBuf {
+        self.updates
+            .clone()
+            .unwrap_or_else(|| self.assets.join("updates"))
+    }
+
     /// The public URL, or an error if it cannot be derived from the bind address.
     pub fn public_url(&self, bound: SocketAddr) -> anyhow::Result<ServerUrl> {
         if let Some(u) = &self.public_url {

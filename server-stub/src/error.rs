@@ -97,6 +97,14 @@ pub enum ApiError {
     SoldOut,
     #[error("these red packets have expired; what nobody claimed went back to the sender")]
     PacketsExpired,
+    #[error("no device with this id is registered")]
+    UnknownDevice,
+    #[error("this device has been refunded already")]
+    AlreadyRefunded,
+    #[error("the return window for this device has closed")]
+    ReturnWindowClosed,
+    #[error("this device was not bought through Couchpay, so it cannot be refunded here")]
+    NotRefundable,
 }
 
 impl ApiError {
@@ -146,6 +154,10 @@ impl ApiError {
             Self::AlreadyClaimed => ErrorCode::AlreadyClaimed,
             Self::SoldOut => ErrorCode::SoldOut,
             Self::PacketsExpired => ErrorCode::PacketsExpired,
+            Self::UnknownDevice => ErrorCode::UnknownDevice,
+            Self::AlreadyRefunded => ErrorCode::AlreadyRefunded,
+            Self::ReturnWindowClosed => ErrorCode::ReturnWindowClosed,
+            Self::NotRefundable => ErrorCode::NotRefundable,
         }
     }
 
@@ -182,6 +194,9 @@ impl ApiError {
             Self::UnknownPackets => StatusCode::NOT_FOUND,
             Self::AlreadyClaimed | Self::SoldOut => StatusCode::CONFLICT,
             Self::PacketsExpired => StatusCode::GONE,
+            Self::UnknownDevice => StatusCode::NOT_FOUND,
+            Self::AlreadyRefunded | Self::NotRefundable => StatusCode::CONFLICT,
+            Self::ReturnWindowClosed => StatusCode::GONE,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod db;
+pub mod devices;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -66,6 +67,8 @@ pub struct Inner {
     pub store: Store,
     pub hub: Arc<Hub>,
     pub catalog: catalog::Store,
+    /// Device update packages (SPEC D4).
+    pub updates: devices::Updates,
     pub config: Config,
     pub public_url: ServerUrl,
     pub clock: Arc<dyn Clock>,
@@ -98,6 +101,7 @@ impl AppState {
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
         let catalog = catalog::Store::load(&config.assets.join("catalog.json"))?;
+        let updates = devices::Updates::load(&config.updates_dir())?;
         let hub = Arc::new(Hub::new());
         let store = {
             let (database, max_batch, pool_size, hub) = (
@@ -115,9 +119,10 @@ impl AppState {
         let csrf_key = cookie::Key::from(&store.secret("csrf").await?);
         let stream_slots =
             limits::PerAddress::new(config.max_streams_per_address, events::MAX_SUBSCRIBERS);
-        Ok(Self(Arc::new(Inner {
+        let state = Self(Arc::new(Inner {
             hub,
             catalog,
+            updates,
             config,
             public_url,
             clock,
@@ -133,7 +138,11 @@ impl AppState {
             }),
             store,
             shutdown,
-        })))
+        }));
+        if !state.config.no_demo {
+            devices::seed_demo(&state, state.clock.now_ms()).await?;
+        }
+        Ok(state)
     }
 }
 
@@ -147,6 +156,7 @@ pub fn app(state: AppState) -> Router {
         .merge(merchants::router())
         .merge(vouchers::router())
         .merge(packets::router())
+        .merge(devices::router())
         .merge(offers::router())
         .merge(testclock::router())
         .merge(web::router())

@@ -25,6 +25,21 @@ enum Command {
     Serve,
     /// Check the ledger of the database and exit non-zero if anything is wrong.
     Audit,
+    /// Sign a device update package with a vendor key and print its entry for the updates
+    /// directory's `index.json` (see ARCHITECTURE.md, "Update packages").
+    SignUpdate {
+        /// File holding the vendor's Ed25519 secret key, 64 hex digits.
+        #[arg(long)]
+        key: std::path::PathBuf,
+        /// The product the package is for, e.g. `couchpay-box`.
+        #[arg(long)]
+        product: String,
+        /// The OS version the package installs, e.g. `1.1.0`.
+        #[arg(long)]
+        version: protocol::OsVersion,
+        /// The package file (it is served from the updates directory under its own name).
+        file: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -42,6 +57,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(cli.config).await,
         // The PostgreSQL client blocks: not on the runtime's threads.
         Command::Audit => tokio::task::spawn_blocking(move || audit(cli.config)).await?,
+        Command::SignUpdate {
+            key,
+            product,
+            version,
+            file,
+        } => {
+            let secret = std::fs::read_to_string(&key)
+                .with_context(|| format!("reading {}", key.display()))?;
+            let key = protocol::VendorKey::from_hex(secret.trim())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+            let entry = server_stub::devices::sign(&key, &product, &version, &file)?;
+            println!("{}", serde_json::to_string_pretty(&entry)?);
+            Ok(())
+        }
     }
 }
 

@@ -19,7 +19,9 @@ use crate::accounts::{MAX_NAME_CHARS, account_view, admin};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::ledger::{self, AccountKind};
-use crate::orders::{ORDER_COLUMNS, clean_text, funding_from_str, order_from_row, receipt_of};
+use crate::orders::{
+    ORDER_COLUMN_COUNT, ORDER_COLUMNS, clean_text, funding_from_str, order_from_row, receipt_of,
+};
 use crate::paging::PageQuery;
 use crate::{AppState, sessions};
 
@@ -258,9 +260,9 @@ async fn payments(
                 .query_map(params![id.as_str(), ms, after, page.fetch()], |r| {
                     Ok((
                         order_from_row(r)?,
-                        r.get::<_, String>(19)?,
-                        r.get::<_, String>(20)?,
-                        r.get::<_, String>(21)?,
+                        r.get::<_, String>(ORDER_COLUMN_COUNT)?,
+                        r.get::<_, String>(ORDER_COLUMN_COUNT + 1)?,
+                        r.get::<_, String>(ORDER_COLUMN_COUNT + 2)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

@@ -8,9 +8,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::{
-    AccountEvent, AccountId, CancelOrder, CreateOrder, CreatedOrder, Device, DeviceId, Entitlement,
-    Entitlements, FundingSource, IdempotencyKey, ItemId, ItemKind, Merchant, Money, Order,
-    OrderEvent, OrderId, OrderItem, OrderStatus, PayLink, PayRequest, Receipt, ServerUrl,
+    AccountEvent, AccountId, CancelOrder, CatalogItem, CreateOrder, CreatedOrder, Device, DeviceId,
+    Entitlement, Entitlements, FundingSource, IdempotencyKey, ItemId, ItemKind, Merchant, Money,
+    Order, OrderEvent, OrderId, OrderItem, OrderStatus, PayLink, PayRequest, Receipt, ServerUrl,
     ShortCode, Token,
 };
 
@@ -62,6 +62,8 @@ pub struct OrderRow {
     pub paid_at_ms: Option<i64>,
     pub payer: Option<String>,
     pub delivery_address: Option<String>,
+    /// The product a paid order registers a device of (SPEC D1), for devices sold here.
+    pub device_product: Option<String>,
 }
 
 fn kind_str(k: ItemKind) -> &'static str {
@@ -83,7 +85,10 @@ fn bad_row(what: &'static str) -> crate::db::Error {
 pub const ORDER_COLUMNS: &str =
     "id, short_code, item_id, item_title, item_kind, period_days, amount,
     currency, merchant_id, merchant_name, device_id, device_name, tv_token_hash, status,
-    created_at_ms, expires_at_ms, paid_at_ms, payer, delivery_address";
+    created_at_ms, expires_at_ms, paid_at_ms, payer, delivery_address, device_product";
+
+/// How many columns [`ORDER_COLUMNS`] selects (the index of a column joined after them).
+pub const ORDER_COLUMN_COUNT: usize = 20;
 
 pub fn order_from_row(r: &Row<'_>) -> crate::db::Result<OrderRow> {
     let s = |i: usize| r.get::<_, String>(i);
@@ -128,6 +133,7 @@ pub fn order_from_row(r: &Row<'_>) -> crate::db::Result<OrderRow> {
         paid_at_ms: r.get(16)?,
         payer: r.get(17)?,
         delivery_address: r.get(18)?,
+        device_product: r.get(19)?,
     })
 }
 
@@ -216,46 +222,69 @@ async fn create(
             if already_owned(conn, &req.device_id, &item.id, item.kind, now)? {
                 return Err(ApiError::AlreadyOwned);
             }
-            let id = OrderId::random();
-            for _ in 0..SHORT_CODE_ATTEMPTS {
-                let code = ShortCode::random();
-                let inserted = conn
-                    .prepare_cached(
-                        "INSERT INTO orders (id, short_code, item_id, item_title, item_kind,
-                            period_days, amount, currency, merchant_id, merchant_name, device_id,
-                            device_name, tv_token_hash, status, created_at_ms, expires_at_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                            'pending', ?14, ?15)
-                         ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![
-                        id.as_str(),
-                        code.as_str(),
-                        item.id.as_str(),
-                        item.title,
-                        kind_str(item.kind),
-                        item.period_days,
-                        item.price.minor as i64,
-                        item.price.currency.as_str(),
-                        item.merchant.id.as_str(),
-                        item.merchant.name,
-                        req.device_id.as_str(),
-                        device_name,
-                        token_hash,
-                        now,
-                        expires,
-                    ])?;
-                if inserted == 1 {
-                    let row = load_order(conn, &id)?.ok_or(ApiError::UnknownOrder)?;
-                    return Ok(row.to_order(&server));
-                }
-                // Another live order holds this short code: draw again.
-            }
-            Err(ApiError::Unavailable)
+            let row = insert_order(
+                conn,
+                &item,
+                &req.device_id,
+                &device_name,
+                &token_hash,
+                now,
+                expires,
+            )?;
+            Ok(row.to_order(&server))
         })
         .await?;
     tracing::info!(order = %order.id, item = %order.item.id, device = %order.device.id, "order created");
     Ok(Json(CreatedOrder { order, tv_token }))
+}
+
+/// Inserts a pending order for `item` on `device` with a fresh id and short code.
+pub(crate) fn insert_order(
+    conn: &Connection,
+    item: &CatalogItem,
+    device: &DeviceId,
+    device_name: &str,
+    token_hash: &str,
+    now: i64,
+    expires: i64,
+) -> ApiResult<OrderRow> {
+    let id = OrderId::random();
+    for _ in 0..SHORT_CODE_ATTEMPTS {
+        let code = ShortCode::random();
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO orders (id, short_code, item_id, item_title, item_kind,
+                    period_days, amount, currency, merchant_id, merchant_name, device_id,
+                    device_name, tv_token_hash, status, created_at_ms, expires_at_ms,
+                    device_product)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                    'pending', ?14, ?15, ?16)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![
+                id.as_str(),
+                code.as_str(),
+                item.id.as_str(),
+                item.title,
+                kind_str(item.kind),
+                item.period_days,
+                item.price.minor as i64,
+                item.price.currency.as_str(),
+                item.merchant.id.as_str(),
+                item.merchant.name,
+                device.as_str(),
+                device_name,
+                token_hash,
+                now,
+                expires,
+                item.device_product,
+            ])?;
+        if inserted == 1 {
+            return load_order(conn, &id)?.ok_or(ApiError::UnknownOrder);
+        }
+        // Another live order holds this short code: draw again.
+    }
+    Err(ApiError::Unavailable)
 }
 
 /// Reads an order with its effective status.
@@ -545,6 +574,10 @@ pub fn pay_in_tx(
         now,
         valid_until
     ])?;
+    // A device sold here enters the register of sold devices (SPEC D1).
+    if let Some(product) = &row.device_product {
+        crate::devices::register_sale(conn, product, id, now)?;
+    }
 
     let mut paid = row;
     paid.status = OrderStatus::Paid;
@@ -707,4 +740,14 @@ async fn entitlements(
         entitlements: list,
         next_cursor,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_column_count_matches_the_list() {
+        assert_eq!(ORDER_COLUMNS.split(',').count(), ORDER_COLUMN_COUNT);
+    }
 }

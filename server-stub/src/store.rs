@@ -76,6 +76,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0008_packet_codes.sql"),
         include_str!("../migrations/postgres/0008_packet_codes.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0009_devices.sql"),
+        include_str!("../migrations/postgres/0009_devices.sql"),
+    ),
 ];
 
 /// Advisory lock that keeps nodes starting together from migrating at the same time.

@@ -72,11 +72,19 @@ async fn hundred_payers_race_for_one_order_exactly_one_wins() {
     let audit = c.audit().await.unwrap();
     assert!(audit.ok, "{:?}", audit.problems);
     let eur = &audit.currencies[0];
-    // Seeded demo money plus 100 × 10.00: nothing created or lost.
+    // Seeded demo money (the payers', and Dana's for the demo box she bought) plus
+    // 100 × 10.00: nothing created or lost.
+    let catalog = c.catalog().await.unwrap();
+    let box_price = catalog
+        .items
+        .iter()
+        .find(|i| i.device_product.is_some())
+        .map_or(0, |i| i.price.minor);
     let demo: u64 = server_stub::seed::DEMO_PAYERS
         .iter()
         .map(|p| p.3 + p.4)
-        .sum();
+        .sum::<u64>()
+        + box_price;
     assert_eq!(eur.topped_up_minor, demo + 100 * 10_00);
     assert_eq!(eur.balances_minor, eur.topped_up_minor);
     srv.stop().await;

@@ -4,6 +4,7 @@
 #[cfg(feature = "browser-tests")]
 mod browser;
 mod concurrency;
+mod devices;
 mod durability;
 mod errors;
 mod flow;

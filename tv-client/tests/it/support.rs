@@ -52,6 +52,7 @@ fn item(id: &str, title: &str, kind: ItemKind, minor: u64, merchant: &str) -> Ca
         },
         poster: format!("/assets/posters/{id}.png"),
         period_days: (kind == ItemKind::Membership).then_some(30),
+        device_product: None,
     }
 }
 
