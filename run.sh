@@ -39,4 +39,8 @@ fi
 # The TV and the companion retry with backoff until the server answers.
 target/debug/couchpay-gui --server "$server" "${phone_mdns[@]}" &
 pids+=($!)
-target/debug/couchpay-tv --server "$server" "${tv_mdns[@]}" "$@"
+# The demo TV is the demo Couchpay Box CPB-DEMO-0001 (see the README's demo devices), so
+# its Device menu works out of the box.
+COUCHPAY_DEVICE_ID="${COUCHPAY_DEVICE_ID:-CPB-DEMO-0001}" \
+COUCHPAY_DEVICE_CREDENTIAL="${COUCHPAY_DEVICE_CREDENTIAL:-6429c267fab7d91deefa07ed93aeea55285b99e915223ec95220e0edec76afb5}" \
+  target/debug/couchpay-tv --server "$server" "${tv_mdns[@]}" "$@"

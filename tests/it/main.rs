@@ -3,6 +3,7 @@
 
 mod ble;
 mod companion_gui;
+mod device_menu;
 mod discover_pay;
 mod idempotency;
 mod lan;

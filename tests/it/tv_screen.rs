@@ -33,8 +33,8 @@ const TV_TIMEOUT_S: u64 = 15;
 const CAMERA_FRAMES: usize = 30;
 
 pub(crate) struct TvUnderTest {
-    shell: Rc<RefCell<Shell<HttpBackend>>>,
-    window: AppWindow,
+    pub(crate) shell: Rc<RefCell<Shell<HttpBackend>>>,
+    pub(crate) window: AppWindow,
     inputs: mpsc::Receiver<Input>,
 }
 

@@ -69,6 +69,14 @@ struct Args {
     /// The TV's country (ISO 3166, e.g. `GB`): sets the pad's country code.
     #[arg(long, env = "COUCHPAY_COUNTRY")]
     country: Option<String>,
+    /// This box's device credential (64 hex digits, flashed at the factory): device
+    /// services (the Device menu) need it. Without it the menu says they are not set up.
+    #[arg(long, env = "COUCHPAY_DEVICE_CREDENTIAL", hide_env_values = true)]
+    device_credential: Option<String>,
+    /// The vendor's Ed25519 public key (64 hex digits) update packages must be signed
+    /// with [default: the demo vendor's key].
+    #[arg(long, env = "COUCHPAY_UPDATE_KEY")]
+    update_key: Option<String>,
     /// Start full screen, as on a real TV.
     #[arg(long)]
     fullscreen: bool,
@@ -144,6 +152,18 @@ fn main() -> anyhow::Result<()> {
     app.handle(Input::WallClock {
         unix_ms: unix_now_ms(),
     });
+    let credential = args
+        .device_credential
+        .as_deref()
+        .map(|c| protocol::Token::parse(c.trim()))
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--device-credential: not 64 hex digits"))?;
+    app.set_device_credential(credential);
+    let update_key = match args.update_key.as_deref() {
+        Some(k) => protocol::UpdateKey::parse(k.trim())
+            .map_err(|e| anyhow::anyhow!("--update-key: {e}"))?,
+        None => protocol::UpdateKey::demo(),
+    };
     let presence = protocol::TvPresence::new(
         args.server.clone(),
         &app.identity.tv_name,
@@ -155,7 +175,8 @@ fn main() -> anyhow::Result<()> {
         sink,
         announcer,
     )
-    .with_presence(presence);
+    .with_presence(presence)
+    .with_update_key(update_key);
     let runtime = if args.no_ble {
         runtime
     } else {

@@ -10,9 +10,9 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use protocol::client::Client;
 use protocol::{
-    Catalog, CreateOrder, CreatedOrder, DeviceEvent, DeviceId, Entitlements, Order, OrderEvent,
-    OrderId, PacketSetId, PacketsEvent, PhonePayRequest, PhonePayStarted, ServerUrl, Token,
-    TvPresence,
+    Catalog, CreateOrder, CreatedOrder, DeviceEvent, DeviceId, DeviceInfo, DeviceRefund,
+    Entitlements, HardwareId, Order, OrderEvent, OrderId, OsVersion, PacketSetId, PacketsEvent,
+    PhonePayRequest, PhonePayStarted, ServerUrl, Token, TvPresence, UpdateCheck, UpdateKey,
 };
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::announce::Announcer;
 use crate::ble::BleAnnouncer;
 use crate::state::{Effect, Failure, Input, Offer, Poster};
+use crate::updates::Download;
 
 /// Largest poster accepted, in bytes (PNG as served).
 pub const MAX_POSTER_BYTES: usize = 4 * 1024 * 1024;
@@ -82,6 +83,34 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         set: PacketSetId,
     ) -> impl Future<Output = Result<PacketsStream, Failure>> + Send;
+    /// This box's register entry (device services, with its credential).
+    fn device(
+        &self,
+        id: HardwareId,
+        credential: Token,
+    ) -> impl Future<Output = Result<DeviceInfo, Failure>> + Send;
+    fn check_update(
+        &self,
+        id: HardwareId,
+        credential: Token,
+    ) -> impl Future<Output = Result<UpdateCheck, Failure>> + Send;
+    fn report_version(
+        &self,
+        id: HardwareId,
+        credential: Token,
+        version: OsVersion,
+    ) -> impl Future<Output = Result<DeviceInfo, Failure>> + Send;
+    fn refund_device(
+        &self,
+        id: HardwareId,
+        credential: Token,
+    ) -> impl Future<Output = Result<DeviceRefund, Failure>> + Send;
+    /// A package's bytes from byte `from` on (a range request when `from > 0`).
+    fn download(
+        &self,
+        url: String,
+        from: u64,
+    ) -> impl Future<Output = Result<Download, Failure>> + Send;
 }
 
 /// The real server, through the protocol crate's typed client.
@@ -146,6 +175,51 @@ impl Backend for HttpBackend {
     async fn packets_events(&self, set: PacketSetId) -> Result<PacketsStream, Failure> {
         let stream = self.client.packets_events(&set).await?;
         Ok(stream.map(|r| r.map_err(Failure::from)).boxed())
+    }
+
+    async fn device(&self, id: HardwareId, credential: Token) -> Result<DeviceInfo, Failure> {
+        Ok(self.client.device(&id, &credential).await?)
+    }
+
+    async fn check_update(
+        &self,
+        id: HardwareId,
+        credential: Token,
+    ) -> Result<UpdateCheck, Failure> {
+        Ok(self.client.check_update(&id, &credential).await?)
+    }
+
+    async fn report_version(
+        &self,
+        id: HardwareId,
+        credential: Token,
+        version: OsVersion,
+    ) -> Result<DeviceInfo, Failure> {
+        Ok(self
+            .client
+            .report_version(&id, &credential, &version)
+            .await?)
+    }
+
+    async fn refund_device(
+        &self,
+        id: HardwareId,
+        credential: Token,
+    ) -> Result<DeviceRefund, Failure> {
+        Ok(self.client.refund_device(&id, &credential).await?)
+    }
+
+    async fn download(&self, url: String, from: u64) -> Result<Download, Failure> {
+        let resp = self.client.download_from(&url, from).await?;
+        let resumed = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+        let chunks = resp
+            .bytes_stream()
+            .map(|c| {
+                c.map(|b| b.to_vec())
+                    .map_err(|e| Failure::Unreachable(e.to_string()))
+            })
+            .boxed();
+        Ok(Download { resumed, chunks })
     }
 
     async fn asset(&self, path: String) -> Result<Vec<u8>, Failure> {
@@ -227,6 +301,10 @@ pub struct Runtime<B: Backend> {
     offers: Option<JoinHandle<()>>,
     /// The event stream of the red-packet set on screen.
     packets: Option<JoinHandle<()>>,
+    /// The vendor's key that update packages must be signed with.
+    update_key: UpdateKey,
+    /// The update download under way.
+    download: Option<JoinHandle<()>>,
 }
 
 impl<B: Backend> std::fmt::Debug for Runtime<B> {
@@ -264,7 +342,15 @@ impl<B: Backend> Runtime<B> {
             follower: None,
             offers: None,
             packets: None,
+            update_key: UpdateKey::demo(),
+            download: None,
         }
+    }
+
+    /// Accepts update packages signed with `key` (the demo vendor's key by default).
+    pub fn with_update_key(mut self, key: UpdateKey) -> Self {
+        self.update_key = key;
+        self
     }
 
     /// Also offers each announced order over Bluetooth LE, withdrawn at the same points
@@ -395,6 +481,41 @@ impl<B: Backend> Runtime<B> {
                 let result = logged("sending the order to a phone number", result);
                 Input::PhonePayDone { order, result }
             }),
+            Effect::LoadDevice { id, credential } => self.spawn(async move {
+                Input::DeviceLoaded(logged("loading the device", b.device(id, credential).await))
+            }),
+            Effect::CheckUpdate { id, credential } => self.spawn(async move {
+                Input::UpdateChecked(logged(
+                    "checking for updates",
+                    b.check_update(id, credential).await,
+                ))
+            }),
+            Effect::DownloadUpdate(package) => {
+                if let Some(old) = self.download.take() {
+                    old.abort();
+                }
+                let (key, sink) = (self.update_key.clone(), self.sink.clone());
+                self.download = Some(
+                    self.handle
+                        .spawn(crate::updates::download_update(b, package, key, sink)),
+                );
+            }
+            Effect::ReportVersion {
+                id,
+                credential,
+                version,
+            } => self.spawn(async move {
+                Input::VersionReported(logged(
+                    "reporting the installed version",
+                    b.report_version(id, credential, version).await,
+                ))
+            }),
+            Effect::RefundDevice { id, credential } => self.spawn(async move {
+                Input::RefundDone(logged(
+                    "asking for the device refund",
+                    b.refund_device(id, credential).await,
+                ))
+            }),
             Effect::LoadEntitlements(device) => {
                 self.spawn(async move {
                     Input::EntitlementsLoaded(logged(
@@ -485,6 +606,9 @@ impl<B: Backend> Drop for Runtime<B> {
         self.stop_following();
         self.stop_following_packets();
         if let Some(task) = self.offers.take() {
+            task.abort();
+        }
+        if let Some(task) = self.download.take() {
             task.abort();
         }
     }

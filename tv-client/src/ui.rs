@@ -331,7 +331,7 @@ impl<B: Backend> Shell<B> {
             Screen::Catalog { focus } => {
                 tv.set_page(Page::Catalog);
                 let first = match focus {
-                    CatalogFocus::Purchases => self.cache.catalog_first,
+                    CatalogFocus::Purchases | CatalogFocus::Device => self.cache.catalog_first,
                     CatalogFocus::Item(i) => {
                         catalog_window(self.cache.catalog_first, *i, app.items().len())
                     }
@@ -340,6 +340,7 @@ impl<B: Backend> Shell<B> {
                 tv.set_catalog_first(index(first));
                 tv.set_focus(match focus {
                     CatalogFocus::Purchases => -1,
+                    CatalogFocus::Device => -2,
                     CatalogFocus::Item(i) => index(*i),
                 });
             }
@@ -647,6 +648,20 @@ impl<B: Backend> Shell<B> {
                     .collect();
                 tv.set_rows(ModelRc::new(VecModel::from(rows)));
                 tv.set_page(Page::Packets);
+            }
+            Screen::Device(d) => {
+                let v = crate::device_view::device_view(d);
+                tv.set_device_icon(v.icon.into());
+                tv.set_device_tint(v.tint);
+                tv.set_device_title(v.title.into());
+                tv.set_device_detail(keep_quantities_together(&v.detail).into());
+                tv.set_device_status(v.status.into());
+                tv.set_device_primary(v.primary.into());
+                tv.set_device_secondary(v.secondary.into());
+                tv.set_device_hint(v.hint.into());
+                tv.set_device_progress(v.progress);
+                tv.set_focus(choice(d.focus));
+                tv.set_page(Page::Device);
             }
             Screen::Problem(p) => {
                 tv.set_problem_title(p.title.as_str().into());

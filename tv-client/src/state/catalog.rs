@@ -53,7 +53,18 @@ impl App {
     pub(super) fn on_catalog_key(&mut self, focus: CatalogFocus, key: Key, fx: &mut Vec<Effect>) {
         let n = self.items().len();
         match (focus, key) {
-            (CatalogFocus::Purchases, Key::Down) if n > 0 => {
+            (CatalogFocus::Purchases, Key::Left) => {
+                self.screen = Screen::Catalog {
+                    focus: CatalogFocus::Device,
+                };
+            }
+            (CatalogFocus::Device, Key::Right) => {
+                self.screen = Screen::Catalog {
+                    focus: CatalogFocus::Purchases,
+                };
+            }
+            (CatalogFocus::Device, Key::Ok) => self.open_device(fx),
+            (CatalogFocus::Purchases | CatalogFocus::Device, Key::Down) if n > 0 => {
                 self.screen = Screen::Catalog {
                     focus: CatalogFocus::Item(self.catalog_return.min(n - 1)),
                 };

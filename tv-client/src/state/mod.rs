@@ -5,7 +5,8 @@
 //! This module keeps the shared types, [`App::handle`] and the dispatch of keys to the
 //! screen that is up; each screen's logic lives in its own module: `catalog` (catalog and
 //! item page), `order` (the order screen, its stream, announcements and cancel), `phone`
-//! (the phone-number pad, a sub-state of the order screen), `owned` (the device's
+//! (the phone-number pad, a sub-state of the order screen), `device` (the Device menu:
+//! the box's register entry, updates and its refund), `owned` (the device's
 //! entitlements: what is owned, My purchases), `player` (the paid screen and the player),
 //! `packets` (red packets a sender's phone offers to this TV) and `problem` (errors and
 //! retries).
@@ -14,12 +15,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use protocol::{
-    Announcement, Catalog, CatalogItem, CreateOrder, CreatedOrder, DeviceId, Entitlement,
-    Entitlements, ErrorCode, ItemId, Order, OrderId, OrderItem, PacketSet, PacketSetId,
-    PhoneNumber, PhonePayStarted, Token,
+    Announcement, Catalog, CatalogItem, CreateOrder, CreatedOrder, DeviceId, DeviceInfo,
+    DeviceRefund, Entitlement, Entitlements, ErrorCode, HardwareId, ItemId, Order, OrderId,
+    OrderItem, OsVersion, PacketSet, PacketSetId, PhoneNumber, PhonePayStarted, Token, UpdateCheck,
+    UpdatePackage,
 };
 
 mod catalog;
+mod device;
 mod order;
 mod owned;
 mod packets;
@@ -28,6 +31,7 @@ mod player;
 mod problem;
 
 pub use catalog::ItemAction;
+pub use device::{DevicePhase, DeviceScreen, DownloadOutcome};
 pub use order::{AnnounceState, OrderScreen, StreamPhase, StreamState};
 pub use owned::{Ownership, dedupe_entitlements};
 pub use packets::PacketsScreen;
@@ -193,6 +197,21 @@ pub enum Input {
         set: PacketSetId,
         generation: u64,
     },
+    /// This box's register entry (the Device menu).
+    DeviceLoaded(Result<DeviceInfo, Failure>),
+    UpdateChecked(Result<UpdateCheck, Failure>),
+    /// `received` bytes of the package `version` are in.
+    DownloadProgress {
+        version: OsVersion,
+        received: u64,
+    },
+    DownloadFinished {
+        version: OsVersion,
+        outcome: DownloadOutcome,
+    },
+    /// The server's answer to the installed version.
+    VersionReported(Result<DeviceInfo, Failure>),
+    RefundDone(Result<DeviceRefund, Failure>),
 }
 
 /// What the app asks the outside world to do.
@@ -238,6 +257,27 @@ pub enum Effect {
     },
     /// Close the set's event stream, if one is open.
     StopFollowingPackets,
+    /// Device services (the Device menu), each request with this box's credential.
+    LoadDevice {
+        id: HardwareId,
+        credential: Token,
+    },
+    CheckUpdate {
+        id: HardwareId,
+        credential: Token,
+    },
+    /// Download the package (resuming after a dropped connection), then check its size,
+    /// SHA-256 and signature; progress and the outcome come back as inputs.
+    DownloadUpdate(UpdatePackage),
+    ReportVersion {
+        id: HardwareId,
+        credential: Token,
+        version: OsVersion,
+    },
+    RefundDevice {
+        id: HardwareId,
+        credential: Token,
+    },
 }
 
 /// Which of its buttons a two-button screen has focused.
@@ -257,9 +297,11 @@ impl Choice {
     }
 }
 
-/// Focus on the catalog screen: the "My purchases" button above the grid, or a poster.
+/// Focus on the catalog screen: the "Device" or "My purchases" button above the grid, or
+/// a poster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CatalogFocus {
+    Device,
     Purchases,
     Item(usize),
 }
@@ -326,6 +368,8 @@ pub enum Screen {
     },
     /// Red packets on screen: claim code and who got how much.
     Packets(Box<PacketsScreen>),
+    /// The Device menu: this box, its updates and its refund.
+    Device(Box<DeviceScreen>),
 }
 
 /// The TV's identity, sent with every order.
@@ -387,6 +431,8 @@ pub struct App {
     phone_country_code: String,
     /// A red-packet offer waiting for a quiet screen (the newest only).
     pending_offer: Option<PacketSet>,
+    /// This box's device credential (device services); `None` when not set up.
+    device_credential: Option<Token>,
 }
 
 fn backoff(initial_ms: u64, max_ms: u64, failures: u32) -> u64 {
@@ -412,6 +458,7 @@ impl App {
             wall: None,
             phone_country_code: DEFAULT_COUNTRY_CODE.to_owned(),
             pending_offer: None,
+            device_credential: None,
         };
         let device = app.identity.device_id.clone();
         (
@@ -494,6 +541,16 @@ impl App {
             Input::PacketsStreamEnded { set, generation } => {
                 self.on_packets_stream_ended(&set, generation)
             }
+            Input::DeviceLoaded(result) => self.on_device_loaded(result),
+            Input::UpdateChecked(result) => self.on_update_checked(result),
+            Input::DownloadProgress { version, received } => {
+                self.on_download_progress(&version, received)
+            }
+            Input::DownloadFinished { version, outcome } => {
+                self.on_download_finished(&version, outcome, &mut fx)
+            }
+            Input::VersionReported(result) => self.on_version_reported(result),
+            Input::RefundDone(result) => self.on_refund_done(result),
         }
         fx
     }
@@ -549,6 +606,7 @@ impl App {
                 back_to,
             } => self.on_packets_prompt_key(*set, focus, *back_to, key, fx),
             Screen::Packets(p) => self.on_packets_key(&p, key, fx),
+            Screen::Device(d) => self.on_device_key(&d, key, fx),
         }
         // Leaving an order (or a problem) for a quiet screen shows a waiting offer.
         self.show_pending_offer();
@@ -578,6 +636,11 @@ impl App {
         } else {
             Screen::Starting
         };
+    }
+
+    /// Sets this box's device credential, which device services need (SPEC D2).
+    pub fn set_device_credential(&mut self, credential: Option<Token>) {
+        self.device_credential = credential;
     }
 
     /// The digits prefilled on the phone pad (the country calling code, without `+`).

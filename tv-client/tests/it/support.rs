@@ -185,6 +185,22 @@ pub(crate) struct FakeState {
     pub(crate) owned: Vec<ItemId>,
     /// When set, every order is refused with this.
     pub(crate) refuse_orders: Option<Failure>,
+    /// The bytes `download` serves (an update package).
+    pub(crate) package: Option<Vec<u8>>,
+    /// The first download drops the connection after this many bytes.
+    pub(crate) drop_download_at: Option<usize>,
+    /// The offset of every download request, in order.
+    pub(crate) download_offsets: Vec<u64>,
+}
+
+/// Chunk size of the fake's downloads.
+pub(crate) const FAKE_CHUNK: usize = 4096;
+
+fn no_device_services() -> Failure {
+    Failure::Refused {
+        code: Some(ErrorCode::NotFound),
+        message: "the fake server has no device services".into(),
+    }
 }
 
 /// The demo's bound phone numbers (alice, bob, carol), as the stub server seeds them.
@@ -298,6 +314,64 @@ impl Backend for FakeBackend {
         // A hello, then silence: nobody offers this fake TV anything.
         let first = futures_util::stream::iter([Ok(protocol::DeviceEvent::Hello { device })]);
         Ok(first.chain(futures_util::stream::pending()).boxed())
+    }
+
+    async fn device(
+        &self,
+        _id: protocol::HardwareId,
+        _credential: Token,
+    ) -> Result<protocol::DeviceInfo, Failure> {
+        Err(no_device_services())
+    }
+
+    async fn check_update(
+        &self,
+        _id: protocol::HardwareId,
+        _credential: Token,
+    ) -> Result<protocol::UpdateCheck, Failure> {
+        Err(no_device_services())
+    }
+
+    async fn report_version(
+        &self,
+        _id: protocol::HardwareId,
+        _credential: Token,
+        _version: protocol::OsVersion,
+    ) -> Result<protocol::DeviceInfo, Failure> {
+        Err(no_device_services())
+    }
+
+    async fn refund_device(
+        &self,
+        _id: protocol::HardwareId,
+        _credential: Token,
+    ) -> Result<protocol::DeviceRefund, Failure> {
+        Err(no_device_services())
+    }
+
+    async fn download(
+        &self,
+        _url: String,
+        from: u64,
+    ) -> Result<tv_client::updates::Download, Failure> {
+        self.check_up()?;
+        let mut st = self.state.lock().unwrap();
+        let bytes = st.package.clone().ok_or_else(no_device_services)?;
+        st.download_offsets.push(from);
+        let cut = st.drop_download_at.take();
+        let from = from as usize;
+        let end = cut.map_or(bytes.len(), |c| c.clamp(from, bytes.len()));
+        let mut chunks: Vec<Result<Vec<u8>, Failure>> = bytes[from..end]
+            .chunks(FAKE_CHUNK)
+            .map(|c| Ok(c.to_vec()))
+            .collect();
+        if cut.is_some() {
+            chunks.push(Err(Failure::Unreachable("connection reset by peer".into())));
+        }
+        Ok(tv_client::updates::Download {
+            resumed: from > 0,
+            chunks: futures_util::stream::iter(chunks).boxed(),
+        })
     }
 
     async fn packets_events(
