@@ -160,8 +160,7 @@ pub fn device_view(d: &DeviceScreen) -> DeviceView {
                     "↓",
                     0,
                     format!("Downloading software {}", package.version),
-                    "You can keep watching; the TV checks the download before installing it."
-                        .into(),
+                    "The TV checks the download before it installs it.".into(),
                     "Please wait",
                 )
             }

@@ -130,7 +130,8 @@ impl App {
             }
             Key::Back => match &d.phase {
                 P::NotSetUp | P::Loading | P::Info => self.leave_device(),
-                // A download in flight goes on: Back only hides it.
+                // Back returns to the menu: a download under way is then ignored (its
+                // task is aborted when the next one starts) and nothing is installed.
                 P::Failed { .. } if d.info.is_none() => self.leave_device(),
                 _ => self.set_phase(P::Info),
             },
