@@ -51,6 +51,7 @@ use crate::db::{Connection, OptionalExtension, Row, params};
 use crate::error::{ApiError, ApiResult};
 use crate::events::Event;
 use crate::extract::ApiJson;
+use crate::orders::bad_row as bad;
 use crate::{AppState, accounts, catalog, ledger, sessions};
 
 /// How long after payment a device sold here can be refunded.
@@ -121,14 +122,6 @@ struct Sale {
 const SELECT: &str = "SELECT d.id, d.product, d.os_version, d.credential_hash, d.refunded_at_ms,
         o.id, o.amount, o.currency, o.merchant_id, o.merchant_name, o.paid_at_ms, o.payer
      FROM devices d LEFT JOIN orders o ON o.id = d.order_id AND o.status = 'paid'";
-
-fn bad(what: &'static str) -> crate::db::Error {
-    crate::db::Error::Conversion {
-        column: 0,
-        expected: what,
-        found: "a value out of its domain".into(),
-    }
-}
 
 fn row_of(r: &Row<'_>) -> crate::db::Result<DeviceRow> {
     let id: String = r.get(0)?;
@@ -224,15 +217,11 @@ impl DeviceRow {
     }
 }
 
-/// The SHA-256 of the request's device credential.
+/// The SHA-256 of the request's device credential (a bearer token, like a session's).
 fn credential_hash(headers: &HeaderMap) -> ApiResult<String> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| Token::parse(t.trim()).ok())
+    sessions::bearer(headers)
         .map(|t| sessions::hash_token(&t))
-        .ok_or(ApiError::Unauthorized("a device credential is required"))
+        .map_err(|_| ApiError::Unauthorized("a device credential is required"))
 }
 
 /// Reads device `id` after checking the request comes from it.

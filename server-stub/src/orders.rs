@@ -74,7 +74,7 @@ fn kind_str(k: ItemKind) -> &'static str {
     }
 }
 
-fn bad_row(what: &'static str) -> crate::db::Error {
+pub(crate) fn bad_row(what: &'static str) -> crate::db::Error {
     crate::db::Error::Conversion {
         column: 0,
         expected: what,

@@ -280,6 +280,14 @@ fn without_a_credential_the_menu_says_device_services_are_not_set_up() {
     );
 }
 
+/// How the download ended: the outcome of the last input, if it is the finish.
+fn finished(inputs: &[Input]) -> Option<&DownloadOutcome> {
+    match inputs.last() {
+        Some(Input::DownloadFinished { outcome, .. }) => Some(outcome),
+        _ => None,
+    }
+}
+
 /// Runs the runtime's download of `pkg` from `backend` and returns what it reported.
 fn run_download(backend: FakeBackend, pkg: UpdatePackage, key: UpdateKey) -> Vec<Input> {
     let rt = io_runtime();
@@ -321,17 +329,8 @@ fn a_dropped_download_resumes_where_it_stopped_and_verifies() {
         .collect();
     assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
     assert_eq!(progress.last(), Some(&200_000));
-    assert!(
-        matches!(
-            inputs.last(),
-            Some(Input::DownloadFinished {
-                outcome: DownloadOutcome::Verified,
-                ..
-            })
-        ),
-        "{:?}",
-        inputs.last()
-    );
+    let outcome = finished(&inputs);
+    assert_eq!(outcome, Some(&DownloadOutcome::Verified));
 }
 
 #[test]
@@ -343,30 +342,18 @@ fn a_tampered_or_foreign_package_is_refused() {
     backend.state.lock().unwrap().package = Some(bytes);
     let key = UpdateKey::parse(&vendor.public_hex()).unwrap();
     let inputs = run_download(backend, pkg.clone(), key);
+    let outcome = finished(&inputs);
     assert!(
-        matches!(
-            inputs.last(),
-            Some(Input::DownloadFinished {
-                outcome: DownloadOutcome::Rejected(_),
-                ..
-            })
-        ),
-        "{:?}",
-        inputs.last()
+        matches!(outcome, Some(DownloadOutcome::Rejected(_))),
+        "{outcome:?}"
     );
     // Signed by someone else: refused before a byte is fetched.
     let backend = FakeBackend::default();
     let inputs = run_download(backend.clone(), pkg, UpdateKey::demo());
     assert!(backend.state.lock().unwrap().download_offsets.is_empty());
+    let outcome = finished(&inputs);
     assert!(
-        matches!(
-            inputs.last(),
-            Some(Input::DownloadFinished {
-                outcome: DownloadOutcome::Rejected(_),
-                ..
-            })
-        ),
-        "{:?}",
-        inputs.last()
+        matches!(outcome, Some(DownloadOutcome::Rejected(_))),
+        "{outcome:?}"
     );
 }
