@@ -7,7 +7,7 @@ use protocol::ServerUrl;
 
 use crate::db::Database;
 use crate::limits;
-use crate::store::{DEFAULT_MAX_BATCH, DEFAULT_READERS};
+use crate::store::{DEFAULT_MAX_BATCH, DEFAULT_PG_WRITERS, DEFAULT_READERS};
 
 /// Default lifetime of an order before it expires.
 pub const DEFAULT_ORDER_TTL_S: u64 = 10 * 60;
@@ -59,7 +59,11 @@ pub struct Config {
     /// Most writes committed together (group commit). 1 = one transaction per request.
     #[arg(long, global = true, env = "COUCHPAY_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
-    /// Database connections for reads (besides the one writer connection).
+    /// PostgreSQL: writer threads (each with its own connection) running batches side by
+    /// side. SQLite always has one writer.
+    #[arg(long, global = true, env = "COUCHPAY_PG_WRITERS", default_value_t = DEFAULT_PG_WRITERS)]
+    pub pg_writers: usize,
+    /// Database connections for reads (besides the writer connections).
     #[arg(long, global = true, env = "COUCHPAY_POOL_SIZE", default_value_t = DEFAULT_READERS)]
     pub pool_size: usize,
     /// Do not create the demo accounts on first start.
@@ -102,6 +106,7 @@ impl Config {
             order_ttl_s: DEFAULT_ORDER_TTL_S,
             admin_token: None,
             max_batch: DEFAULT_MAX_BATCH,
+            pg_writers: DEFAULT_PG_WRITERS,
             pool_size: DEFAULT_READERS,
             no_demo: false,
             header_read_timeout_ms: limits::DEFAULT_HEADER_READ_TIMEOUT_MS,

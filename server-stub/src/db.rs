@@ -485,7 +485,7 @@ impl Row<'_> {
 
 /// A connection of either backend. Not shared between threads: each is owned by the
 /// writer thread or by one reader at a time.
-pub struct Connection(ConnInner);
+pub struct Connection(ConnInner, RefCell<crate::ledger::DeferredCredits>);
 
 enum ConnInner {
     Sqlite(rusqlite::Connection),
@@ -565,18 +565,21 @@ fn pg_connect(config: &postgres::Config) -> Result<postgres::Client> {
 
 impl Connection {
     pub fn sqlite(conn: rusqlite::Connection) -> Self {
-        Self(ConnInner::Sqlite(conn))
+        Self(ConnInner::Sqlite(conn), RefCell::default())
     }
 
     /// Connects to PostgreSQL at `url`.
     pub fn postgres(url: &str) -> Result<Self> {
         let config: postgres::Config = url.parse()?;
         let client = pg_connect(&config)?;
-        Ok(Self(ConnInner::Postgres(Box::new(PgConn {
-            config,
-            client: RefCell::new(Some(client)),
-            statements: RefCell::new(HashMap::new()),
-        }))))
+        Ok(Self(
+            ConnInner::Postgres(Box::new(PgConn {
+                config,
+                client: RefCell::new(Some(client)),
+                statements: RefCell::new(HashMap::new()),
+            })),
+            RefCell::default(),
+        ))
     }
 
     pub fn backend(&self) -> Backend {
@@ -661,6 +664,12 @@ impl Connection {
         f: impl FnOnce(&Row<'_>) -> Result<T>,
     ) -> Result<T> {
         self.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    /// The merchant credits the writer applies at the end of its batch (see
+    /// [`crate::ledger::DeferredCredits`]); off on every other connection.
+    pub fn deferred(&self) -> &RefCell<crate::ledger::DeferredCredits> {
+        &self.1
     }
 
     /// The SQLite connection underneath, for what only SQLite has (pragmas).

@@ -91,7 +91,126 @@ impl Account {
     }
 }
 
+/// Merchant credits that the writer applies once per batch, just before it commits,
+/// instead of once per payment.
+///
+/// Every payment credits its merchant, so that account's row is the hottest in the
+/// database. Updated with each payment, it would stay locked from a batch's first payment
+/// to its commit, and on PostgreSQL every other writer's batch (this node's or another
+/// node's) would wait for it; applied at the end it is locked only for the commit. A
+/// deferred credit is still part of its job: it is dropped with a job that fails, and
+/// applied at once when anything in the batch reads or moves that account's money
+/// ([`settle`]), so nobody sees a balance without it. The transfer row itself is written
+/// with the payment, as always, so balances and transfers agree at every commit.
+#[derive(Debug, Default)]
+pub struct DeferredCredits {
+    enabled: bool,
+    /// Credits of the jobs of this batch that succeeded: (account, currency) → minor units.
+    batch: BTreeMap<(String, String), i64>,
+    /// Credits of the job running now.
+    job: BTreeMap<(String, String), i64>,
+    /// Batch credits the running job applied early; they go back if it fails.
+    taken: Vec<((String, String), i64)>,
+    /// A deferred credit was refused (an account missing or over its largest balance):
+    /// the batch must run again without deferring, so that the job at fault fails alone.
+    refused: bool,
+}
+
+impl DeferredCredits {
+    /// Turns deferring on (the writer, per batch) or off; forgets all pending credits.
+    pub fn reset(&mut self, enabled: bool) {
+        *self = Self {
+            enabled,
+            ..Self::default()
+        };
+    }
+
+    /// Whether a credit was refused since the last [`reset`](Self::reset).
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
+    /// The running job succeeded: its credits join the batch's.
+    pub fn job_succeeded(&mut self) {
+        for (k, v) in std::mem::take(&mut self.job) {
+            *self.batch.entry(k).or_default() += v;
+        }
+        self.taken.clear();
+    }
+
+    /// The running job failed (its savepoint was rolled back): its credits are dropped,
+    /// and batch credits it applied early are pending again.
+    pub fn job_failed(&mut self) {
+        self.job.clear();
+        for (k, v) in std::mem::take(&mut self.taken) {
+            *self.batch.entry(k).or_default() += v;
+        }
+    }
+
+    /// Takes the pending credits of `account` (all of them, when `None`).
+    fn take(&mut self, account: Option<&str>) -> Vec<((String, String), i64)> {
+        if self.batch.is_empty() && self.job.is_empty() {
+            return Vec::new();
+        }
+        let mine = |k: &(String, String)| account.is_none_or(|a| k.0 == a);
+        let mut due = Vec::new();
+        let from_batch: Vec<_> = self.batch.keys().filter(|k| mine(k)).cloned().collect();
+        for k in from_batch {
+            if let Some(v) = self.batch.remove(&k) {
+                self.taken.push((k.clone(), v));
+                due.push((k, v));
+            }
+        }
+        let from_job: Vec<_> = self.job.keys().filter(|k| mine(k)).cloned().collect();
+        for k in from_job {
+            if let Some(v) = self.job.remove(&k) {
+                due.push((k, v));
+            }
+        }
+        due
+    }
+}
+
+/// Credits `minor` to `account` now, within [`MAX_BALANCE_MINOR`]; false when the
+/// account is missing, holds another currency or would go over.
+fn credit_now(conn: &Connection, account: &str, cur: &str, minor: i64) -> ApiResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE accounts SET balance = balance + ?2
+             WHERE id = ?1 AND currency = ?3 AND (kind = 'system' OR balance <= CAST(?4 AS BIGINT) - CAST(?2 AS BIGINT))",
+        )?
+        .execute(params![account, minor, cur, MAX_BALANCE_MINOR])?
+        == 1)
+}
+
+/// Applies the deferred credits of `account` now, before it is read or debited.
+pub fn settle(conn: &Connection, account: &str) -> ApiResult<()> {
+    let due = conn.deferred().borrow_mut().take(Some(account));
+    apply(conn, due)
+}
+
+/// Applies every deferred credit of the batch (the writer, before it commits). A
+/// refused credit is an [`ApiError::Conflict`]: the writer runs the batch again without
+/// deferring.
+pub fn apply_deferred(conn: &Connection) -> ApiResult<()> {
+    let due = conn.deferred().borrow_mut().take(None);
+    apply(conn, due)
+}
+
+fn apply(conn: &Connection, due: Vec<((String, String), i64)>) -> ApiResult<()> {
+    for ((account, cur), minor) in due {
+        if !credit_now(conn, &account, &cur, minor)? {
+            conn.deferred().borrow_mut().refused = true;
+            return Err(ApiError::Conflict(format!(
+                "deferred credit to {account} refused"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn get_account(conn: &Connection, id: &str) -> ApiResult<Option<Account>> {
+    settle(conn, id)?;
     let row = conn
         .prepare_cached(
             "SELECT id, kind, name, currency, balance, held, pin_hash, failed_pins, locked_until_ms
@@ -226,11 +345,44 @@ pub fn transfer(
     reference: Option<&str>,
     now_ms: i64,
 ) -> ApiResult<i64> {
+    transfer_with(conn, debit, credit, amount, kind, reference, now_ms, false)
+}
+
+/// A payment to a merchant: [`transfer`], with the credit deferred to the end of the
+/// writer's batch when the writer defers credits (see [`DeferredCredits`]).
+pub fn pay_merchant(
+    conn: &Connection,
+    debit: &str,
+    merchant: &str,
+    amount: Money,
+    reference: Option<&str>,
+    now_ms: i64,
+) -> ApiResult<i64> {
+    transfer_with(
+        conn, debit, merchant, amount, "payment", reference, now_ms, true,
+    )
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "transfer's arguments and whether the credit may wait"
+)]
+fn transfer_with(
+    conn: &Connection,
+    debit: &str,
+    credit: &str,
+    amount: Money,
+    kind: &str,
+    reference: Option<&str>,
+    now_ms: i64,
+    defer_credit: bool,
+) -> ApiResult<i64> {
     if amount.minor == 0 || debit == credit {
         return Err(ApiError::internal("empty or self transfer"));
     }
     let minor = check_amount(amount)?;
     let cur = amount.currency.as_str();
+    settle(conn, debit)?;
     // Debit only if the money is there; the WHERE clause makes check and update one step.
     let debited = conn
         .prepare_cached(
@@ -257,13 +409,20 @@ pub fn transfer(
             ))),
         };
     }
-    let credited = conn
-        .prepare_cached(
-            "UPDATE accounts SET balance = balance + ?2
-             WHERE id = ?1 AND currency = ?3 AND (kind = 'system' OR balance <= CAST(?4 AS BIGINT) - CAST(?2 AS BIGINT))",
-        )?
-        .execute(params![credit, minor, cur, MAX_BALANCE_MINOR])?;
-    if credited != 1 {
+    let deferred = defer_credit && {
+        let mut d = conn.deferred().borrow_mut();
+        if d.enabled {
+            *d.job
+                .entry((credit.to_owned(), cur.to_owned()))
+                .or_default() += minor;
+        }
+        d.enabled
+    };
+    let credited = deferred || {
+        settle(conn, credit)?;
+        credit_now(conn, credit, cur, minor)?
+    };
+    if !credited {
         // Undo the debit, so that a refused transfer leaves nothing behind even when the
         // caller carries on with other work in the same transaction. (A savepoint per
         // transfer would do the same at the cost of three statements on every payment,
@@ -302,6 +461,7 @@ pub fn hold(
     now_ms: i64,
 ) -> ApiResult<i64> {
     let minor = check_amount(amount)?;
+    settle(conn, account)?;
     let changed = conn
         .prepare_cached(
             "UPDATE accounts SET held = held + ?2

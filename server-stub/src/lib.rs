@@ -104,16 +104,19 @@ impl AppState {
         let updates = devices::Updates::load(&config.updates_dir())?;
         let hub = Arc::new(Hub::new());
         let store = {
-            let (database, max_batch, pool_size, hub) = (
+            let (database, max_batch, pg_writers, pool_size, hub) = (
                 config.database.clone(),
                 config.max_batch,
+                config.pg_writers,
                 config.pool_size,
                 hub.clone(),
             );
             // Connecting and migrating block (the PostgreSQL client is synchronous).
-            tokio::task::spawn_blocking(move || Store::open(&database, max_batch, pool_size, hub))
-                .await?
-                .with_context(|| format!("opening database {}", config.database))?
+            tokio::task::spawn_blocking(move || {
+                Store::open(&database, max_batch, pg_writers, pool_size, hub)
+            })
+            .await?
+            .with_context(|| format!("opening database {}", config.database))?
         };
         seed::run(&store, &catalog, !config.no_demo, clock.now_ms()).await?;
         let csrf_key = cookie::Key::from(&store.secret("csrf").await?);

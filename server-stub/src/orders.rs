@@ -534,12 +534,11 @@ pub fn pay_in_tx(
         // Nothing has moved yet: the order is claimed before the money moves.
         return replay(conn, id, payer, key, &address)?.ok_or(ApiError::AlreadyPaid);
     }
-    let transfer = ledger::transfer(
+    let transfer = ledger::pay_merchant(
         conn,
         &source,
         row.merchant.id.as_str(),
         row.amount,
-        "payment",
         Some(id.as_str()),
         now,
     )?;

@@ -9,13 +9,17 @@
 //! So an acknowledged write has reached the disk, and one fsync is shared by many.
 //! `max_batch = 1` is the naive one-transaction-per-request baseline.
 //!
-//! PostgreSQL gets the same treatment: one writer connection per server process runs
-//! the batch in one transaction (`synchronous_commit = on`), so a commit's WAL flush is
-//! shared by many requests, which is where PostgreSQL's throughput comes from. Several
-//! nodes may share the database: a batch that deadlocks with another node's is rolled
-//! back and run again whole (jobs are `FnMut` for that, and must touch nothing outside
-//! the transaction), and the events of each batch also go to the [`crate::outbox`], so
-//! that the other nodes publish them too.
+//! PostgreSQL gets the same treatment, with several writer threads per server process
+//! (`--pg-writers`), each with its own connection, taking turns at the queue: each runs
+//! its batch in one transaction (`synchronous_commit = on`), so a commit's WAL flush is
+//! shared by many requests, and while one waits for PostgreSQL's answers the others
+//! work. (A PostgreSQL batch spends its time in round trips, one per statement, not in
+//! the flush.) Their batches do not queue behind each other's locks on the merchant,
+//! whose credits wait for the end of the batch (`ledger::DeferredCredits`). Several
+//! nodes may share the database as well: a batch that deadlocks with another writer's
+//! is rolled back and run again whole (jobs are `FnMut` for that, and must touch nothing
+//! outside the transaction), and the events of each batch also go to the
+//! [`crate::outbox`], so that the other nodes publish them too.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -36,6 +40,9 @@ pub const WRITE_QUEUE_LEN: usize = 8_192;
 pub const DEFAULT_MAX_BATCH: usize = 512;
 /// Default number of reader connections.
 pub const DEFAULT_READERS: usize = 4;
+/// Default number of writer threads (and connections) per node on PostgreSQL. SQLite
+/// has one writer.
+pub const DEFAULT_PG_WRITERS: usize = 4;
 /// Prepared statements kept per SQLite connection (every distinct statement the server
 /// runs fits).
 const STATEMENT_CACHE: usize = 256;
@@ -217,9 +224,13 @@ fn migrate_postgres(conn: &Connection) -> crate::db::Result<()> {
     }
 }
 
-/// Opens `database` (creating and migrating it if needed): the writer connection and
-/// `readers` reader connections.
-fn connect(database: &Database, readers: usize) -> anyhow::Result<(Connection, Vec<Connection>)> {
+/// Opens `database` (creating and migrating it if needed): the writer connections (one
+/// for SQLite, `pg_writers` for PostgreSQL) and `readers` reader connections.
+fn connect(
+    database: &Database,
+    pg_writers: usize,
+    readers: usize,
+) -> anyhow::Result<(Vec<Connection>, Vec<Connection>)> {
     let readers = readers.max(1);
     match database {
         Database::Sqlite(path) => {
@@ -233,15 +244,19 @@ fn connect(database: &Database, readers: usize) -> anyhow::Result<(Connection, V
                     open_sqlite(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map(Connection::sqlite)
                 })
                 .collect::<rusqlite::Result<_>>()?;
-            Ok((Connection::sqlite(writer), conns))
+            Ok((vec![Connection::sqlite(writer)], conns))
         }
         Database::Postgres(url) => {
             let writer = Connection::postgres(url).context("connecting to PostgreSQL")?;
             migrate_postgres(&writer).context("migrating the PostgreSQL schema")?;
+            let mut writers = vec![writer];
+            for _ in 1..pg_writers.max(1) {
+                writers.push(Connection::postgres(url)?);
+            }
             let conns = (0..readers)
                 .map(|_| Connection::postgres(url))
                 .collect::<crate::db::Result<_>>()?;
-            Ok((writer, conns))
+            Ok((writers, conns))
         }
     }
 }
@@ -258,14 +273,16 @@ pub fn open_for_audit(database: &Database) -> anyhow::Result<Connection> {
 
 impl Store {
     /// Opens (creating and migrating if needed) `database` with `readers` reader
-    /// connections and starts the writer thread, which publishes committed events to `hub`.
+    /// connections and starts the writer threads (one for SQLite, `pg_writers` for
+    /// PostgreSQL), which publish committed events to `hub`.
     pub fn open(
         database: &Database,
         max_batch: usize,
+        pg_writers: usize,
         readers: usize,
         hub: Arc<Hub>,
     ) -> anyhow::Result<Self> {
-        let (writer, conns) = connect(database, readers)?;
+        let (writers, conns) = connect(database, pg_writers, readers)?;
         let permits = conns.len();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_LEN);
         let max_batch = max_batch.max(1);
@@ -280,9 +297,15 @@ impl Store {
                 Some(outbox)
             }
         };
-        std::thread::Builder::new()
-            .name("couchpay-writer".into())
-            .spawn(move || writer_loop(writer, rx, max_batch, hub, outbox))?;
+        // The writers take turns at the queue: one waits for jobs, takes all that are
+        // waiting (up to `max_batch`) and lets the next one wait while it runs them.
+        let rx = Arc::new(Mutex::new(rx));
+        for (i, writer) in writers.into_iter().enumerate() {
+            let (rx, hub, outbox) = (rx.clone(), hub.clone(), outbox.clone());
+            std::thread::Builder::new()
+                .name(format!("couchpay-writer-{i}"))
+                .spawn(move || writer_loop(writer, rx, max_batch, hub, outbox))?;
+        }
         Ok(Self {
             writer: tx,
             readers: Arc::new(ReaderPool {
@@ -378,31 +401,45 @@ fn run_in_savepoint<T>(
     conn.execute_batch("SAVEPOINT job")?;
     let result = f(conn);
     let end = if result.is_ok() {
+        conn.deferred().borrow_mut().job_succeeded();
         "RELEASE job"
     } else {
+        conn.deferred().borrow_mut().job_failed();
         "ROLLBACK TO job; RELEASE job"
     };
     conn.execute_batch(end)?;
     result
 }
 
-fn writer_loop(
-    conn: Connection,
-    mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
-    hub: Arc<Hub>,
-    outbox: Option<Outbox>,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut events = Vec::new();
-    // `blocking_recv` returns None once every Store handle is gone: clean shutdown.
-    while let Some(first) = rx.blocking_recv() {
+/// Takes the next batch: waits for one job, then takes those waiting behind it, up to
+/// `max_batch`. Empty once every Store handle is gone (clean shutdown).
+fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>, max_batch: usize, batch: &mut Vec<Job>) {
+    // A poisoned lock only means another writer panicked; the queue itself is intact.
+    let mut rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+    hub: Arc<Hub>,
+    outbox: Option<Outbox>,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut events = Vec::new();
+    loop {
+        next_batch(&rx, max_batch, &mut batch);
+        if batch.is_empty() {
+            break;
         }
         let outcome = run_batch(&conn, &mut batch, &mut events, outbox.as_ref());
         if let Err(e) = &outcome {
@@ -437,8 +474,13 @@ fn run_batch(
         Backend::Postgres => "BEGIN",
     };
     let mut attempt = 1;
+    // Merchant credits wait for the end of the batch (see `ledger::DeferredCredits`),
+    // unless one was refused: then the batch runs again crediting as it goes, so that
+    // the job at fault fails alone.
+    let mut defer = true;
     loop {
         events.clear();
+        conn.deferred().borrow_mut().reset(defer);
         if let Err(e) = conn
             .reconnect_if_closed()
             .and_then(|()| conn.execute_batch(begin))
@@ -461,22 +503,33 @@ fn run_batch(
         let committed = if conflict && !last {
             Err(BatchError::Conflict("a job conflicted".into()))
         } else {
-            outbox
-                .filter(|_| !events.is_empty())
-                .map_or(Ok(()), |o| o.write(conn, events))
-                .and_then(|()| conn.execute_batch("COMMIT"))
-                .map_err(|e| {
-                    if e.is_retryable() {
-                        BatchError::Conflict(e.to_string())
-                    } else {
-                        BatchError::Failed(e.to_string())
-                    }
-                })
+            match crate::ledger::apply_deferred(conn) {
+                Err(ApiError::Conflict(e)) => Err(BatchError::Conflict(e)),
+                Err(e) => Err(BatchError::Failed(e.to_string())),
+                Ok(()) => outbox
+                    .filter(|_| !events.is_empty())
+                    .map_or(Ok(()), |o| o.write(conn, events))
+                    .and_then(|()| conn.execute_batch("COMMIT"))
+                    .map_err(|e| {
+                        if e.is_retryable() {
+                            BatchError::Conflict(e.to_string())
+                        } else {
+                            BatchError::Failed(e.to_string())
+                        }
+                    }),
+            }
         };
+        let refused = conn.deferred().borrow().refused();
+        conn.deferred().borrow_mut().reset(false);
         match committed {
             Ok(()) => return Ok(()),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
+                if refused && defer {
+                    defer = false;
+                    tracing::debug!(jobs = batch.len(), "a deferred credit was refused");
+                    continue;
+                }
                 if last || !matches!(e, BatchError::Conflict(_)) {
                     return Err(e);
                 }

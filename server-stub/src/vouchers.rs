@@ -613,8 +613,12 @@ async fn void(
             if row.effective_state(now) != VoucherState::Unused {
                 return Err(row.closed_error(now));
             }
-            close(conn, &row, VoucherState::Voided, now)?;
+            let voided = close(conn, &row, VoucherState::Voided, now)?;
             let row = load_voucher(conn, &id)?.ok_or(ApiError::UnknownVoucher)?;
+            if !voided {
+                // Redeemed through another writer (or node) since it was loaded.
+                return Err(row.closed_error(now));
+            }
             Ok(row.to_voucher(&server, now))
         })
         .await?;

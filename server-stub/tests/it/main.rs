@@ -10,6 +10,7 @@ mod errors;
 mod flow;
 mod hardening;
 mod inprocess;
+mod ledger;
 mod multinode;
 mod offers;
 mod packetpage;
