@@ -572,6 +572,54 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/admin/webhooks` (admin token): registers a merchant's endpoint.
+    pub async fn create_webhook(
+        &self,
+        admin: &str,
+        req: &crate::webhook::CreateWebhook,
+    ) -> Result<crate::webhook::WebhookEndpoint, ClientError> {
+        self.json(
+            self.request(Method::POST, "/v1/admin/webhooks")
+                .bearer_auth(admin)
+                .json(req),
+        )
+        .await
+    }
+
+    /// `GET /v1/admin/webhooks/{id}/deliveries` (admin token): the endpoint's delivery
+    /// log, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        admin: &str,
+        endpoint: &str,
+    ) -> Result<Vec<crate::webhook::WebhookDelivery>, ClientError> {
+        self.json(
+            self.request(
+                Method::GET,
+                &format!("/v1/admin/webhooks/{endpoint}/deliveries"),
+            )
+            .bearer_auth(admin),
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/webhooks/deliveries/{id}/resend` (admin token): tries a delivery
+    /// again now, whatever its state.
+    pub async fn resend_webhook(
+        &self,
+        admin: &str,
+        delivery: i64,
+    ) -> Result<crate::webhook::WebhookDelivery, ClientError> {
+        self.json(
+            self.request(
+                Method::POST,
+                &format!("/v1/admin/webhooks/deliveries/{delivery}/resend"),
+            )
+            .bearer_auth(admin),
+        )
+        .await
+    }
+
     /// `POST /v1/admin/cards` (admin token): links a card to a wallet.
     pub async fn create_card(
         &self,

@@ -14,6 +14,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::hex;
+use crate::ids::unhex;
 
 /// The public half of the demo vendor key that signs the demo update packages under
 /// `assets/updates/`. Its private half is `assets/updates/demo-signing-key` — public on
@@ -328,17 +329,6 @@ pub enum PackageError {
     Size { got: u64, want: u64 },
     #[error("the download's SHA-256 does not match the package's")]
     Checksum,
-}
-
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The bytes a vendor signs for a package: a domain tag, then product, version, size and

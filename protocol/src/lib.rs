@@ -17,6 +17,7 @@ mod ids;
 mod money;
 mod paylink;
 pub mod text;
+pub mod webhook;
 
 pub use api::*;
 pub use device::{HardwareId, HardwareIdKind, OsVersion, UpdateKey, VendorKey};

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use protocol::ServerUrl;
 
 use crate::db::Database;
-use crate::limits;
 use crate::store::{DEFAULT_MAX_BATCH, DEFAULT_PG_WRITERS, DEFAULT_READERS};
+use crate::{limits, webhooks};
 
 /// Default lifetime of an order before it expires.
 pub const DEFAULT_ORDER_TTL_S: u64 = 10 * 60;
@@ -93,6 +93,19 @@ pub struct Config {
     /// default `<assets>/updates`.
     #[arg(long, global = true, env = "COUCHPAY_UPDATES")]
     pub updates: Option<PathBuf>,
+    /// Merchant webhook endpoints to register on start: a JSON array of
+    /// {"merchant", "url", "secret"?} (the admin API registers more).
+    #[arg(long, global = true, env = "COUCHPAY_WEBHOOKS")]
+    pub webhooks: Option<PathBuf>,
+    /// Milliseconds a webhook endpoint has to answer one delivery.
+    #[arg(long, global = true, env = "COUCHPAY_WEBHOOK_TIMEOUT_MS",
+          default_value_t = webhooks::DEFAULT_TIMEOUT_MS)]
+    pub webhook_timeout_ms: u64,
+    /// Milliseconds before a failed webhook delivery is first tried again; the wait
+    /// doubles with each attempt (at most an hour), for a day.
+    #[arg(long, global = true, env = "COUCHPAY_WEBHOOK_RETRY_BASE_MS",
+          default_value_t = webhooks::DEFAULT_RETRY_BASE_MS)]
+    pub webhook_retry_base_ms: u64,
 }
 
 impl Config {
@@ -115,6 +128,9 @@ impl Config {
             max_streams_per_address: limits::DEFAULT_MAX_STREAMS_PER_ADDRESS,
             test_clock: false,
             updates: None,
+            webhooks: None,
+            webhook_timeout_ms: webhooks::DEFAULT_TIMEOUT_MS,
+            webhook_retry_base_ms: webhooks::DEFAULT_RETRY_BASE_MS,
         }
     }
 }

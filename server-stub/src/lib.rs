@@ -38,6 +38,7 @@ pub mod testing;
 pub mod voucherpage;
 pub mod vouchers;
 pub mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -104,16 +105,17 @@ impl AppState {
         let updates = devices::Updates::load(&config.updates_dir())?;
         let hub = Arc::new(Hub::new());
         let store = {
-            let (database, max_batch, pg_writers, pool_size, hub) = (
+            let (database, max_batch, pg_writers, pool_size, hub, clock) = (
                 config.database.clone(),
                 config.max_batch,
                 config.pg_writers,
                 config.pool_size,
                 hub.clone(),
+                clock.clone(),
             );
             // Connecting and migrating block (the PostgreSQL client is synchronous).
             tokio::task::spawn_blocking(move || {
-                Store::open(&database, max_batch, pg_writers, pool_size, hub)
+                Store::open(&database, max_batch, pg_writers, pool_size, hub, clock)
             })
             .await?
             .with_context(|| format!("opening database {}", config.database))?
@@ -145,6 +147,9 @@ impl AppState {
         if !state.config.no_demo {
             devices::seed_demo(&state, state.clock.now_ms()).await?;
         }
+        if let Some(path) = state.config.webhooks.clone() {
+            webhooks::load_config(&state, &path).await?;
+        }
         Ok(state)
     }
 }
@@ -162,6 +167,7 @@ pub fn app(state: AppState) -> Router {
         .merge(devices::router())
         .merge(offers::router())
         .merge(testclock::router())
+        .merge(webhooks::router())
         .merge(web::router())
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn(middleware::edge))
@@ -178,6 +184,7 @@ pub async fn run(
     stop_streams: watch::Sender<bool>,
 ) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep_loop(state.clone()));
+    let webhooks = tokio::spawn(webhooks::delivery_loop(state.clone()));
     let limits = conn::ConnLimits {
         header_read_timeout: Duration::from_millis(state.config.header_read_timeout_ms),
         max_connections: state.config.max_connections,
@@ -190,6 +197,7 @@ pub async fn run(
     };
     conn::serve(listener, router, limits, signal).await;
     sweeper.abort();
+    webhooks.abort();
     Ok(())
 }
 

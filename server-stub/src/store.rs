@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rusqlite::OpenFlags;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+use crate::clock::Clock;
 
 use crate::db::{Backend, Connection, Database, params};
 use crate::error::{ApiError, ApiResult};
@@ -86,6 +88,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         include_str!("../migrations/sqlite/0009_devices.sql"),
         include_str!("../migrations/postgres/0009_devices.sql"),
+    ),
+    (
+        include_str!("../migrations/sqlite/0010_webhooks.sql"),
+        include_str!("../migrations/postgres/0010_webhooks.sql"),
     ),
 ];
 
@@ -159,6 +165,8 @@ pub struct Store {
     writer: mpsc::Sender<Job>,
     readers: Arc<ReaderPool>,
     database: Database,
+    /// Woken after a commit that wrote webhook deliveries (see [`crate::webhooks`]).
+    webhooks_due: Arc<Notify>,
     /// Owned by every handle: the outbox relay stops when the last one is gone.
     _alive: Arc<()>,
 }
@@ -274,13 +282,15 @@ pub fn open_for_audit(database: &Database) -> anyhow::Result<Connection> {
 impl Store {
     /// Opens (creating and migrating if needed) `database` with `readers` reader
     /// connections and starts the writer threads (one for SQLite, `pg_writers` for
-    /// PostgreSQL), which publish committed events to `hub`.
+    /// PostgreSQL), which publish committed events to `hub`. `clock` dates the webhook
+    /// events the writers record.
     pub fn open(
         database: &Database,
         max_batch: usize,
         pg_writers: usize,
         readers: usize,
         hub: Arc<Hub>,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let (writers, conns) = connect(database, pg_writers, readers)?;
         let permits = conns.len();
@@ -300,11 +310,19 @@ impl Store {
         // The writers take turns at the queue: one waits for jobs, takes all that are
         // waiting (up to `max_batch`) and lets the next one wait while it runs them.
         let rx = Arc::new(Mutex::new(rx));
+        let webhooks_due = Arc::new(Notify::new());
         for (i, writer) in writers.into_iter().enumerate() {
-            let (rx, hub, outbox) = (rx.clone(), hub.clone(), outbox.clone());
+            let ctx = WriterCtx {
+                rx: rx.clone(),
+                max_batch,
+                hub: hub.clone(),
+                outbox: outbox.clone(),
+                clock: clock.clone(),
+                webhooks_due: webhooks_due.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("couchpay-writer-{i}"))
-                .spawn(move || writer_loop(writer, rx, max_batch, hub, outbox))?;
+                .spawn(move || writer_loop(writer, ctx))?;
         }
         Ok(Self {
             writer: tx,
@@ -313,12 +331,18 @@ impl Store {
                 permits: Semaphore::new(permits),
             }),
             database: database.clone(),
+            webhooks_due,
             _alive: alive,
         })
     }
 
     pub fn database(&self) -> &Database {
         &self.database
+    }
+
+    /// Notified after a commit that wrote webhook deliveries.
+    pub fn webhooks_due(&self) -> Arc<Notify> {
+        self.webhooks_due.clone()
     }
 
     /// Runs `f` in the writer's transaction. Its changes (and the events it pushes) are
@@ -427,13 +451,25 @@ fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>, max_batch: usize, batch: &mut Vec
     }
 }
 
-fn writer_loop(
-    conn: Connection,
+/// What a writer thread works with, besides its connection.
+struct WriterCtx {
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
     max_batch: usize,
     hub: Arc<Hub>,
     outbox: Option<Outbox>,
-) {
+    clock: Arc<dyn Clock>,
+    webhooks_due: Arc<Notify>,
+}
+
+fn writer_loop(conn: Connection, ctx: WriterCtx) {
+    let WriterCtx {
+        rx,
+        max_batch,
+        hub,
+        outbox,
+        clock,
+        webhooks_due,
+    } = ctx;
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut events = Vec::new();
     loop {
@@ -441,7 +477,11 @@ fn writer_loop(
         if batch.is_empty() {
             break;
         }
-        let outcome = run_batch(&conn, &mut batch, &mut events, outbox.as_ref());
+        let outcome = run_batch(&conn, &mut batch, &mut events, outbox.as_ref(), &*clock);
+        if matches!(outcome, Ok(true)) {
+            webhooks_due.notify_one();
+        }
+        let outcome = outcome.map(|_| ());
         if let Err(e) = &outcome {
             events.clear();
             tracing::error!(error = ?e, jobs = batch.len(), "group commit failed");
@@ -461,14 +501,45 @@ fn writer_loop(
     tracing::debug!("writer stopped");
 }
 
+/// The end of a batch, in its transaction: the deferred merchant credits, the webhook
+/// deliveries of its events, the outbox row, then `COMMIT`. Returns whether webhook
+/// deliveries were written.
+fn commit_batch(
+    conn: &Connection,
+    events: &[Event],
+    outbox: Option<&Outbox>,
+    now_ms: i64,
+) -> Result<bool, BatchError> {
+    let api = |e: ApiError| match e {
+        ApiError::Conflict(e) => BatchError::Conflict(e),
+        e => BatchError::Failed(e.to_string()),
+    };
+    let db = |e: crate::db::Error| {
+        if e.is_retryable() {
+            BatchError::Conflict(e.to_string())
+        } else {
+            BatchError::Failed(e.to_string())
+        }
+    };
+    crate::ledger::apply_deferred(conn).map_err(api)?;
+    let hooks = crate::webhooks::record(conn, events, now_ms).map_err(api)?;
+    if let Some(o) = outbox.filter(|_| !events.is_empty()) {
+        o.write(conn, events).map_err(db)?;
+    }
+    conn.execute_batch("COMMIT").map_err(db)?;
+    Ok(hooks)
+}
+
 /// Runs `batch` in one transaction and commits it, running it again whole after a
-/// conflict with another node (up to [`MAX_BATCH_ATTEMPTS`] in all).
+/// conflict with another node (up to [`MAX_BATCH_ATTEMPTS`] in all). Returns whether
+/// webhook deliveries were written.
 fn run_batch(
     conn: &Connection,
     batch: &mut [Job],
     events: &mut Vec<Event>,
     outbox: Option<&Outbox>,
-) -> Result<(), BatchError> {
+    clock: &dyn Clock,
+) -> Result<bool, BatchError> {
     let begin = match conn.backend() {
         Backend::Sqlite => "BEGIN IMMEDIATE",
         Backend::Postgres => "BEGIN",
@@ -503,26 +574,12 @@ fn run_batch(
         let committed = if conflict && !last {
             Err(BatchError::Conflict("a job conflicted".into()))
         } else {
-            match crate::ledger::apply_deferred(conn) {
-                Err(ApiError::Conflict(e)) => Err(BatchError::Conflict(e)),
-                Err(e) => Err(BatchError::Failed(e.to_string())),
-                Ok(()) => outbox
-                    .filter(|_| !events.is_empty())
-                    .map_or(Ok(()), |o| o.write(conn, events))
-                    .and_then(|()| conn.execute_batch("COMMIT"))
-                    .map_err(|e| {
-                        if e.is_retryable() {
-                            BatchError::Conflict(e.to_string())
-                        } else {
-                            BatchError::Failed(e.to_string())
-                        }
-                    }),
-            }
+            commit_batch(conn, events, outbox, clock.now_ms())
         };
         let refused = conn.deferred().borrow().refused();
         conn.deferred().borrow_mut().reset(false);
         match committed {
-            Ok(()) => return Ok(()),
+            Ok(hooks) => return Ok(hooks),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 if refused && defer {

@@ -1,7 +1,8 @@
 //! The developer's test clock (`--test-clock`): read and move the server's time through
 //! the admin API, so that orders, sessions, locks and SMS codes expire on demand. Moving
 //! the clock runs the expiry sweep at once, so TVs get their `expired` events right away.
-//! Off by default, and refused (`test_clock_disabled`) when off.
+//! Webhook retries that fall due are sent at once as well. Off by default, and refused
+//! (`test_clock_disabled`) when off.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -54,5 +55,7 @@ async fn advance(
     // Whatever fell due expires now, with its events; the periodic sweep would get
     // there within a second, but a developer's test should not have to wait.
     while orders::sweep_expired(&s).await? > 0 {}
+    // Webhook retries that fell due go out now too.
+    s.store.webhooks_due().notify_one();
     Ok(Json(view(&s)))
 }

@@ -21,6 +21,7 @@ mod phone;
 mod testclock;
 mod voucherpage;
 mod vouchers;
+mod webhooks;
 
 use protocol::client::{Client, ClientError};
 use protocol::{
