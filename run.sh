@@ -24,7 +24,9 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-target/debug/couchpay-server &
+# The developer console (http://127.0.0.1:8080/console) asks for this token.
+admin_token="${COUCHPAY_ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
+COUCHPAY_ADMIN_TOKEN="$admin_token" target/debug/couchpay-server &
 server_pid=$!
 pids+=("$server_pid")
 # A server that cannot start (say another Couchpay is already on port 8080) exits at
@@ -36,6 +38,7 @@ if ! kill -0 "$server_pid" 2>/dev/null; then
   echo "run.sh: the Couchpay server did not start (see the line above); nothing else was started." >&2
   exit 1
 fi
+echo "run.sh: developer console at $server/console (admin token: $admin_token)"
 # The TV and the companion retry with backoff until the server answers.
 target/debug/couchpay-gui --server "$server" "${phone_mdns[@]}" &
 pids+=($!)

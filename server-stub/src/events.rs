@@ -19,6 +19,31 @@ use crate::error::{ApiError, ApiResult};
 pub const MAX_SUBSCRIBERS: usize = 20_000;
 /// Events buffered per channel for a slow subscriber before it misses some.
 const CHANNEL_CAPACITY: usize = 16;
+/// Events buffered for a slow follower of every event (the developer console), which
+/// then reconnects.
+const ALL_CAPACITY: usize = 1_024;
+
+/// What the stream of every event carries (`GET /v1/admin/events`, for the developer
+/// console): a first `hello`, then each committed event.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "Hello is sent once per stream; boxing every event buys nothing"
+)]
+pub enum Activity {
+    Hello,
+    Event { event: Event },
+}
+
+impl crate::sse::Named for Activity {
+    fn event_name(&self) -> &'static str {
+        match self {
+            Self::Hello => "hello",
+            Self::Event { .. } => "event",
+        }
+    }
+}
 
 /// An event committed by the writer, to publish after the commit (and, on PostgreSQL,
 /// to relay to the other nodes through the outbox, as JSON).
@@ -89,6 +114,7 @@ pub struct Hub {
     accounts: Topics<AccountId, AccountEvent>,
     devices: Topics<DeviceId, DeviceEvent>,
     packets: Topics<PacketSetId, PacketsEvent>,
+    all: broadcast::Sender<Activity>,
 }
 
 impl Default for Hub {
@@ -104,7 +130,13 @@ impl Hub {
             accounts: Topics::new(),
             devices: Topics::new(),
             packets: Topics::new(),
+            all: broadcast::channel(ALL_CAPACITY).0,
         }
+    }
+
+    /// Every event from now on (the developer console).
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Activity> {
+        self.all.subscribe()
     }
 
     pub fn subscribe_order(&self, id: &OrderId) -> ApiResult<broadcast::Receiver<OrderEvent>> {
@@ -130,6 +162,11 @@ impl Hub {
     }
 
     pub fn publish(&self, event: Event) {
+        if self.all.receiver_count() > 0 {
+            let _ = self.all.send(Activity::Event {
+                event: event.clone(),
+            });
+        }
         match event {
             Event::Order(e) => {
                 let id = e.order().id.clone();

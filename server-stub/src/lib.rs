@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod db;
 pub mod devices;
 pub mod error;
@@ -168,6 +169,7 @@ pub fn app(state: AppState) -> Router {
         .merge(offers::router())
         .merge(testclock::router())
         .merge(webhooks::router())
+        .merge(console::router())
         .merge(web::router())
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn(middleware::edge))

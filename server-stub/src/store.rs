@@ -95,6 +95,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0010_webhooks.sql"),
         include_str!("../migrations/postgres/0010_webhooks.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0011_console.sql"),
+        include_str!("../migrations/postgres/0011_console.sql"),
+    ),
 ];
 
 /// Advisory lock that keeps nodes starting together from migrating at the same time.

@@ -40,7 +40,13 @@ struct Driver {
 }
 
 impl Driver {
+    /// A browser with a phone's viewport.
     async fn start() -> Self {
+        Self::start_sized(PHONE_W, PHONE_H).await
+    }
+
+    /// A browser whose window is `w` × `h` CSS pixels.
+    async fn start_sized(w: u32, h: u32) -> Self {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(bin).exists(),
@@ -79,7 +85,7 @@ impl Driver {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-                    format!("--window-size={PHONE_W},{PHONE_H}"),
+                    format!("--window-size={w},{h}"),
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             }
@@ -399,5 +405,62 @@ async fn chromium_claims_a_red_packet_on_its_page() {
     assert_eq!(after.claims[0].recipient.as_str(), "bob");
     d.quit().await;
     assert!(c.audit().await.unwrap().ok);
+    srv.stop().await;
+}
+
+/// The developer console (issue 16): a wrong token is refused in a sentence; with the
+/// admin token it shows the sandbox, and a payment made through the API appears without
+/// reloading (followed over the admin event stream); the test clock moves from it.
+#[tokio::test]
+async fn chromium_console_follows_a_payment_live() {
+    let srv = TestServer::start_with(|c| c.test_clock = true).await;
+    let c = srv.client();
+    let d = Driver::start_sized(1440, 1000).await;
+    d.goto(&format!("{}/console", srv.url)).await;
+    d.wait_for("developer console").await;
+    d.type_into("#token", "not-the-token").await;
+    d.click("button[type=submit]").await;
+    d.wait_for("That token was not accepted").await;
+    d.screenshot("console-login-refused.png").await;
+
+    d.eval("document.getElementById('token').value = ''").await;
+    d.type_into("#token", &srv.admin_token).await;
+    d.click("button[type=submit]").await;
+    d.wait_for("Ledger transfers").await;
+    d.wait_for("live").await;
+    let before = d.text().await.unwrap();
+
+    // Paid through the API while the page stays open.
+    let o = order(&c, "film-night-train").await.order;
+    assert!(!before.contains(o.id.as_str()));
+    c.pay(&o.id, &key(), &pay_req("alice", pin("1234")))
+        .await
+        .unwrap();
+    let t = d.wait_for(o.id.as_str()).await;
+    assert!(t.contains("paid"), "{t}");
+    assert!(t.contains("4.99 EUR"), "{t}");
+    let reloaded = d
+        .eval("return performance.getEntriesByType('navigation').length")
+        .await;
+    assert_eq!(reloaded, json!(1), "the page was not reloaded");
+    d.screenshot("console-payment.png").await;
+
+    // The test clock, from the console: an hour later the other order has expired.
+    let o2 = order_on(&c, "film-night-train", "SN-CONSOLE-02")
+        .await
+        .order;
+    d.wait_for(o2.id.as_str()).await;
+    d.click("#clock button[data-ms='3600000']").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.order(&o2.id).await.unwrap().status != protocol::OrderStatus::Expired {
+        assert!(
+            Instant::now() < deadline,
+            "the console's +1 h did not expire the order"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.wait_for("expired").await;
+    d.screenshot("console-expired.png").await;
+    d.quit().await;
     srv.stop().await;
 }

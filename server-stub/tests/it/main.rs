@@ -4,6 +4,7 @@
 #[cfg(feature = "browser-tests")]
 mod browser;
 mod concurrency;
+mod console;
 mod devices;
 mod durability;
 mod errors;
