@@ -479,6 +479,58 @@ fn print_results(results: &[Outcome]) {
     }
 }
 
+/// Pays `n` orders on SQLite with group commit; with `receiver_sleep`, the films'
+/// merchant has a webhook endpoint that takes that long to answer each delivery.
+/// Returns the outcome and how many deliveries the endpoint got meanwhile.
+async fn run_webhooks(
+    label: &str,
+    n: usize,
+    c: usize,
+    receiver_sleep: Option<Duration>,
+) -> (Outcome, usize) {
+    let srv = TestServer::start().await;
+    let client = Client::new(srv.url.clone());
+    let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    if let Some(sleep) = receiver_sleep {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let counter = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    tokio::time::sleep(sleep).await;
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    "ok"
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let merchant = client
+            .catalog()
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|i| i.id.as_str() == "film-night-train")
+            .unwrap()
+            .merchant
+            .id;
+        client
+            .create_webhook(
+                &srv.admin_token,
+                &protocol::webhook::CreateWebhook { merchant, url },
+            )
+            .await
+            .unwrap();
+    }
+    let outcome = drive(label, &[client], &srv.admin_token, "hook", n, c).await;
+    let delivered = got.load(std::sync::atomic::Ordering::Relaxed);
+    srv.stop().await;
+    (outcome, delivered)
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -553,6 +605,21 @@ fn main() {
         );
         assert!(exact, "a red packet was lost or paid twice");
         assert!(packet_audit, "ledger audit failed after the red-packet run");
+
+        // Merchant webhooks: a slow endpoint must not slow payments (issue 16).
+        let hook_n = 1_000;
+        let (plain, _) = run_webhooks("SQLite, no endpoint", hook_n, c, None).await;
+        let (slow, delivered) = run_webhooks(
+            "SQLite, endpoint sleeps 2 s",
+            hook_n,
+            c,
+            Some(Duration::from_secs(2)),
+        )
+        .await;
+        println!();
+        println!("webhooks: {hook_n} payments, {c} clients; the endpoint answers each delivery after 2 s");
+        print_results(&[plain, slow]);
+        println!("deliveries answered by the slow endpoint during its run: {delivered}");
 
         // argon2 cost of one PIN check (what a PIN payment adds), measured apart.
         let pin = Pin::parse("1234").unwrap();
