@@ -485,7 +485,13 @@ impl Row<'_> {
 
 /// A connection of either backend. Not shared between threads: each is owned by the
 /// writer thread or by one reader at a time.
-pub struct Connection(ConnInner, RefCell<crate::ledger::DeferredCredits>);
+pub struct Connection(
+    ConnInner,
+    RefCell<crate::ledger::DeferredCredits>,
+    /// The writer's last job savepoint is still open (it is released together with the
+    /// next one's start, or by the commit).
+    std::cell::Cell<bool>,
+);
 
 enum ConnInner {
     Sqlite(rusqlite::Connection),
@@ -565,7 +571,11 @@ fn pg_connect(config: &postgres::Config) -> Result<postgres::Client> {
 
 impl Connection {
     pub fn sqlite(conn: rusqlite::Connection) -> Self {
-        Self(ConnInner::Sqlite(conn), RefCell::default())
+        Self(
+            ConnInner::Sqlite(conn),
+            RefCell::default(),
+            Default::default(),
+        )
     }
 
     /// Connects to PostgreSQL at `url`.
@@ -579,6 +589,7 @@ impl Connection {
                 statements: RefCell::new(HashMap::new()),
             })),
             RefCell::default(),
+            Default::default(),
         ))
     }
 
@@ -670,6 +681,11 @@ impl Connection {
     /// [`crate::ledger::DeferredCredits`]); off on every other connection.
     pub fn deferred(&self) -> &RefCell<crate::ledger::DeferredCredits> {
         &self.1
+    }
+
+    /// Whether a job savepoint of the writer is left open; sets the new state.
+    pub fn replace_open_savepoint(&self, open: bool) -> bool {
+        self.2.replace(open)
     }
 
     /// The SQLite connection underneath, for what only SQLite has (pragmas).

@@ -147,6 +147,14 @@ impl DeferredCredits {
         }
     }
 
+    /// Whether `account` has credits waiting.
+    fn pending_for(&self, account: &str) -> bool {
+        self.batch
+            .keys()
+            .chain(self.job.keys())
+            .any(|k| k.0 == account)
+    }
+
     /// Takes the pending credits of `account` (all of them, when `None`).
     fn take(&mut self, account: Option<&str>) -> Vec<((String, String), i64)> {
         if self.batch.is_empty() && self.job.is_empty() {
@@ -209,43 +217,91 @@ fn apply(conn: &Connection, due: Vec<((String, String), i64)>) -> ApiResult<()> 
     Ok(())
 }
 
+const ACCOUNT_COLUMNS: &str =
+    "id, kind, name, currency, balance, held, pin_hash, failed_pins, locked_until_ms";
+
+type AccountRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    u32,
+    i64,
+);
+
+fn account_row(r: &crate::db::Row<'_>) -> crate::db::Result<AccountRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn to_account(row: AccountRow) -> ApiResult<Account> {
+    let (id, kind, name, cur, balance, held, pin_hash, failed, locked) = row;
+    Ok(Account {
+        id: AccountId::parse(&id).map_err(ApiError::internal)?,
+        kind,
+        name,
+        currency: Currency::parse(&cur).map_err(ApiError::internal)?,
+        balance,
+        held,
+        pin_hash,
+        failed_pins: failed,
+        locked_until_ms: locked,
+    })
+}
+
 pub fn get_account(conn: &Connection, id: &str) -> ApiResult<Option<Account>> {
     settle(conn, id)?;
-    let row = conn
-        .prepare_cached(
-            "SELECT id, kind, name, currency, balance, held, pin_hash, failed_pins, locked_until_ms
-             FROM accounts WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, u32>(7)?,
-                r.get::<_, i64>(8)?,
-            ))
-        })
-        .optional()?;
-    row.map(
-        |(id, kind, name, cur, balance, held, pin_hash, failed, locked)| {
-            Ok(Account {
-                id: AccountId::parse(&id).map_err(ApiError::internal)?,
-                kind,
-                name,
-                currency: Currency::parse(&cur).map_err(ApiError::internal)?,
-                balance,
-                held,
-                pin_hash,
-                failed_pins: failed,
-                locked_until_ms: locked,
-            })
-        },
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+    ))?
+    .query_row([id], account_row)
+    .optional()?
+    .map(to_account)
     .transpose()
+}
+
+/// A payer's wallet and the card linked to it, if any, in one read (a payment needs
+/// both).
+pub fn wallet_and_card(
+    conn: &Connection,
+    payer: &str,
+) -> ApiResult<(Option<Account>, Option<Account>)> {
+    settle(conn, payer)?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts
+             WHERE id = ?1 OR (owner = ?1 AND kind = 'card')"
+        ))?
+        .query_map([payer], account_row)?
+        .collect::<crate::db::Result<Vec<_>>>()?;
+    let (mut wallet, mut card) = (None, None);
+    for row in rows {
+        let a = to_account(row)?;
+        if a.id.as_str() == payer {
+            wallet = Some(a);
+        } else {
+            card = Some(a);
+        }
+    }
+    // Only merchants are credited late, but a card with pending credits is read again.
+    if let Some(id) = card.as_ref().map(|c| c.id.to_string())
+        && conn.deferred().borrow().pending_for(&id)
+    {
+        card = get_account(conn, &id)?;
+    }
+    Ok((wallet, card))
 }
 
 #[allow(

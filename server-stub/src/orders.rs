@@ -496,17 +496,11 @@ pub fn pay_in_tx(
         };
     }
 
-    let wallet = ledger::get_account(conn, payer.as_str())?
+    let (wallet, card) = ledger::wallet_and_card(conn, payer.as_str())?;
+    let wallet = wallet
         .filter(|a| a.kind == "wallet")
         .ok_or(ApiError::UnknownAccount)?;
     let need = row.amount.minor as i64;
-    let card: Option<ledger::Account> = conn
-        .prepare_cached("SELECT id FROM accounts WHERE owner = ?1 AND kind = 'card'")?
-        .query_row([payer.as_str()], |r| r.get::<_, String>(0))
-        .optional()?
-        .map(|cid| ledger::get_account(conn, &cid))
-        .transpose()?
-        .flatten();
     let usable = |a: &ledger::Account| a.currency == row.amount.currency && a.available() >= need;
     let (source, funding) = if usable(&wallet) {
         (wallet.id.to_string(), FundingSource::Wallet)

@@ -466,16 +466,22 @@ fn run_in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> ApiResult<T>,
 ) -> ApiResult<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // The previous job's savepoint is released in the same round trip as this one
+    // starts (a round trip is what a PostgreSQL job costs); the last one by COMMIT.
+    let begin = if conn.replace_open_savepoint(false) {
+        "RELEASE job; SAVEPOINT job"
+    } else {
+        "SAVEPOINT job"
+    };
+    conn.execute_batch(begin)?;
     let result = f(conn);
-    let end = if result.is_ok() {
+    if result.is_ok() {
         conn.deferred().borrow_mut().job_succeeded();
-        "RELEASE job"
+        conn.replace_open_savepoint(true);
     } else {
         conn.deferred().borrow_mut().job_failed();
-        "ROLLBACK TO job; RELEASE job"
-    };
-    conn.execute_batch(end)?;
+        conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+    }
     result
 }
 
@@ -596,6 +602,7 @@ fn run_batch(
     loop {
         events.clear();
         conn.deferred().borrow_mut().reset(defer);
+        conn.replace_open_savepoint(false);
         if let Err(e) = conn
             .reconnect_if_closed()
             .and_then(|()| conn.execute_batch(begin))
