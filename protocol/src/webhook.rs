@@ -169,7 +169,7 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(VerifyError::Malformed);
     }
-    if (now_s - t).abs() > tolerance_s {
+    if now_s.abs_diff(t) > tolerance_s.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
     for sig in signatures {
@@ -208,6 +208,12 @@ mod tests {
         assert_eq!(
             verify("whsec_k", "v1=00", body, 1_700_000_000, 300),
             Err(VerifyError::Malformed)
+        );
+        // A timestamp at the edge of i64 is stale, not an overflow.
+        let far = format!("t={},v1={}", i64::MIN, "0".repeat(64));
+        assert_eq!(
+            verify("whsec_k", &far, body, 1_700_000_000, 300),
+            Err(VerifyError::Stale)
         );
     }
 }

@@ -683,6 +683,21 @@ impl Connection {
         &self.1
     }
 
+    /// Serialises the transactions that take the lock `key` until they end: on
+    /// PostgreSQL, where several writers (and nodes) run at once, a transaction-level
+    /// advisory lock on the key's hash; on SQLite, where one writer runs everything,
+    /// nothing. For checks that no row can guard ("does this TV own this film yet?").
+    pub fn lock_key(&self, key: &str) -> Result<()> {
+        if let ConnInner::Postgres(_) = &self.0 {
+            self.query_row(
+                "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
+                [key],
+                |_| Ok(()),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Whether a job savepoint of the writer is left open; sets the new state.
     pub fn replace_open_savepoint(&self, open: bool) -> bool {
         self.2.replace(open)

@@ -484,7 +484,11 @@ pub fn pay_in_tx(
     if row.item.kind == ItemKind::Physical && address.is_none() {
         return Err(ApiError::DeliveryAddressRequired);
     }
-    // Two orders for the same film, paid one after the other, must not charge twice.
+    // Two orders for the same film, paid one after the other, must not charge twice;
+    // nor paid at the same moment through two writers: the second waits for the first.
+    if row.item.kind != ItemKind::Physical {
+        conn.lock_key(&format!("owns:{}:{}", row.device.id, row.item.id))?;
+    }
     if already_owned(conn, &row.device.id, &row.item.id, row.item.kind, now)? {
         // On PostgreSQL each statement sees the newest commits: if this very order was
         // paid since it was loaded above (through another node), that is the answer.

@@ -162,33 +162,61 @@ async fn confirm(
                      FROM phone_challenges WHERE order_id = ?1",
                 )?
                 .query_row([id.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })
                 .optional()?;
             let Some((phone, account, hash, expires, left, used)) = ch else {
                 return Err(ApiError::CodeExpired("no code was sent for this order"));
             };
             if phone != req.phone.as_str() {
-                return Err(ApiError::CodeExpired("no code was sent to this number for this order"));
+                return Err(ApiError::CodeExpired(
+                    "no code was sent to this number for this order",
+                ));
             }
             if left == 0 {
                 return Err(ApiError::TooManyAttempts);
             }
             if !used && now >= expires {
-                return Err(ApiError::CodeExpired("the code has expired; ask the TV for a new one"));
+                return Err(ApiError::CodeExpired(
+                    "the code has expired; ask the TV for a new one",
+                ));
             }
-            if !sessions::constant_time_eq(hash.as_bytes(), code_hash(id.as_str(), &code).as_bytes()) {
-                // Keep the spent try even though this request fails.
-                conn.prepare_cached(
-                    "UPDATE phone_challenges SET attempts_left = attempts_left - 1 WHERE order_id = ?1",
+            // Spend a try before comparing, with a conditional update: guesses racing
+            // through other writers or nodes wait for this row and see what is left, so
+            // no more than the allowed number are ever compared.
+            let left: Option<u32> = conn
+                .prepare_cached(
+                    "UPDATE phone_challenges SET attempts_left = attempts_left - 1
+                     WHERE order_id = ?1 AND attempts_left > 0 RETURNING attempts_left",
                 )?
-                .execute([id.as_str()])?;
-                return Ok(Err(if left <= 1 {
+                .query_row([id.as_str()], |r| r.get(0))
+                .optional()?;
+            let Some(left) = left else {
+                return Err(ApiError::TooManyAttempts);
+            };
+            if !sessions::constant_time_eq(
+                hash.as_bytes(),
+                code_hash(id.as_str(), &code).as_bytes(),
+            ) {
+                // Keep the spent try even though this request fails.
+                return Ok(Err(if left == 0 {
                     ApiError::TooManyAttempts
                 } else {
-                    ApiError::WrongCode { remaining: left - 1 }
+                    ApiError::WrongCode { remaining: left }
                 }));
             }
+            // The right code costs no try (a repeated right reply replays the payment).
+            conn.prepare_cached(
+                "UPDATE phone_challenges SET attempts_left = attempts_left + 1 WHERE order_id = ?1",
+            )?
+            .execute([id.as_str()])?;
             let address: Option<String> = conn
                 .prepare_cached("SELECT delivery_address FROM phone_bindings WHERE phone = ?1")?
                 .query_row([phone.as_str()], |r| r.get(0))

@@ -487,6 +487,10 @@ pub fn record(conn: &Connection, events: &[Event], now: i64) -> ApiResult<bool> 
 /// A delivery claimed by this node.
 struct Due {
     id: i64,
+    /// The lease this node holds (`next_attempt_ms` as claimed): the outcome is recorded
+    /// only while it still holds it, so a node whose lease ran out (or a resend) does
+    /// not overwrite what happened since.
+    lease: i64,
     event_id: String,
     attempts: i64,
     created_at_ms: i64,
@@ -502,9 +506,11 @@ fn claim(conn: &Connection, now: i64, lease_until: i64, n: usize) -> ApiResult<V
     let ids: Vec<i64> = conn
         .prepare_cached(
             "UPDATE webhook_deliveries SET next_attempt_ms = ?1
-             WHERE id IN (SELECT id FROM webhook_deliveries
-                          WHERE state = 'pending' AND next_attempt_ms <= ?2
-                          ORDER BY next_attempt_ms LIMIT ?3)
+             WHERE id IN (SELECT d.id FROM webhook_deliveries d
+                          JOIN webhook_endpoints w ON w.id = d.endpoint_id
+                          WHERE d.state = 'pending' AND d.next_attempt_ms <= ?2
+                            AND w.disabled_at_ms IS NULL
+                          ORDER BY d.next_attempt_ms LIMIT ?3)
                AND state = 'pending' AND next_attempt_ms <= ?2
              RETURNING id",
         )?
@@ -523,6 +529,7 @@ fn claim(conn: &Connection, now: i64, lease_until: i64, n: usize) -> ApiResult<V
             .query_row([id], |r| {
                 Ok(Due {
                     id,
+                    lease: lease_until,
                     event_id: r.get(0)?,
                     attempts: r.get(1)?,
                     created_at_ms: r.get(2)?,
@@ -587,7 +594,7 @@ async fn deliver(s: AppState, http: reqwest::Client, due: Due) {
     let now = s.clock.now_ms();
     let base = s.config.webhook_retry_base_ms;
     let attempt = due.attempts + 1;
-    let id = due.id;
+    let (id, lease) = (due.id, due.lease);
     let ok = error.is_none();
     let recorded = s
         .store
@@ -596,23 +603,34 @@ async fn deliver(s: AppState, http: reqwest::Client, due: Due) {
                 "INSERT INTO webhook_attempts (delivery_id, at_ms, status, error, duration_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![id, now, status.map(i64::from), error.clone(), duration_ms])?;
-            if ok {
-                conn.prepare_cached(
-                    "UPDATE webhook_deliveries
-                     SET state = 'delivered', delivered_at_ms = ?2, attempts = ?3 WHERE id = ?1",
-                )?
-                .execute(params![id, now, attempt])?;
+            .execute(params![
+                id,
+                now,
+                status.map(i64::from),
+                error.clone(),
+                duration_ms
+            ])?;
+            // Only while this node's lease holds (see `Due::lease`).
+            let (state, next) = if ok {
+                ("delivered", lease)
             } else if now - due.created_at_ms >= GIVE_UP_AFTER_MS {
-                conn.prepare_cached(
-                    "UPDATE webhook_deliveries SET state = 'failed', attempts = ?2 WHERE id = ?1",
-                )?
-                .execute(params![id, attempt])?;
+                ("failed", lease)
             } else {
-                conn.prepare_cached(
-                    "UPDATE webhook_deliveries SET next_attempt_ms = ?2, attempts = ?3 WHERE id = ?1",
+                ("pending", now + backoff_ms(base, attempt))
+            };
+            let held = conn
+                .prepare_cached(
+                    "UPDATE webhook_deliveries
+                     SET state = ?3, next_attempt_ms = ?4, attempts = ?5,
+                         delivered_at_ms = CASE WHEN ?3 = 'delivered' THEN CAST(?6 AS BIGINT) END
+                     WHERE id = ?1 AND state = 'pending' AND next_attempt_ms = ?2",
                 )?
-                .execute(params![id, now + backoff_ms(base, attempt), attempt])?;
+                .execute(params![id, lease, state, next, attempt, now])?;
+            if held == 0 {
+                tracing::debug!(
+                    delivery = id,
+                    "webhook lease lost meanwhile; outcome only logged"
+                );
             }
             Ok(())
         })

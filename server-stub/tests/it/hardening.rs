@@ -863,3 +863,39 @@ async fn a_device_cannot_buy_what_it_already_owns() {
     assert_eq!(films, 1);
     assert!(c.audit().await.unwrap().ok);
 }
+
+/// Review of the several-writers change: two orders for one film on one TV, paid at the
+/// same moment, each through its own writer (PostgreSQL runs several per node), both
+/// passed the ownership check before either committed and the payer was charged twice.
+#[tokio::test]
+async fn one_film_paid_twice_at_once_on_one_tv_is_charged_once() {
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    let session = login(&c, "alice", "1234").await;
+    for round in 0..10 {
+        let tv = format!("SN-TWICE-{round:04}");
+        let orders = [
+            order_on(&c, "film-night-train", &tv).await.order,
+            order_on(&c, "film-night-train", &tv).await.order,
+        ];
+        let tasks: Vec<_> = orders
+            .iter()
+            .map(|o| {
+                let (c, id, token) = (c.clone(), o.id.clone(), session.token.clone());
+                tokio::spawn(async move {
+                    c.pay(&id, &key(), &pay_req("alice", PayerAuth::Session(token)))
+                        .await
+                })
+            })
+            .collect();
+        let mut paid = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => paid += 1,
+                Err(e) => assert_eq!(e.code(), Some(ErrorCode::AlreadyOwned), "{e}"),
+            }
+        }
+        assert_eq!(paid, 1, "round {round}: exactly one of the two is paid");
+    }
+    assert!(c.audit().await.unwrap().ok);
+}
