@@ -609,7 +609,9 @@ fn main() {
         // Merchant webhooks: a slow endpoint must not slow payments (issue 16).
         let hook_n = 1_000;
         let (plain, _) = run_webhooks("SQLite, no endpoint", hook_n, c, None).await;
-        let (slow, delivered) = run_webhooks(
+        let (fast, fast_got) =
+            run_webhooks("SQLite, endpoint at once", hook_n, c, Some(Duration::ZERO)).await;
+        let (slow, slow_got) = run_webhooks(
             "SQLite, endpoint sleeps 2 s",
             hook_n,
             c,
@@ -617,9 +619,14 @@ fn main() {
         )
         .await;
         println!();
-        println!("webhooks: {hook_n} payments, {c} clients; the endpoint answers each delivery after 2 s");
-        print_results(&[plain, slow]);
-        println!("deliveries answered by the slow endpoint during its run: {delivered}");
+        println!(
+            "webhooks: {hook_n} payments, {c} clients; no endpoint, one that answers at once, \
+             one that answers each delivery after 2 s"
+        );
+        print_results(&[plain, fast, slow]);
+        println!(
+            "deliveries answered during the run: {fast_got} (at once), {slow_got} (after 2 s)"
+        );
 
         // argon2 cost of one PIN check (what a PIN payment adds), measured apart.
         let pin = Pin::parse("1234").unwrap();
