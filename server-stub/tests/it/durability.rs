@@ -2,11 +2,7 @@
 //! started on a fresh database (SQLite, or PostgreSQL when the tests run on it), paid
 //! through, killed with SIGKILL, and the database is then checked directly.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use protocol::client::Client;
-use protocol::{OrderStatus, ServerUrl};
+use protocol::OrderStatus;
 use server_stub::db::{OptionalExtension, params};
 
 use crate::*;
@@ -15,28 +11,11 @@ use crate::*;
 async fn acknowledged_payment_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let db = server_stub::testing::fresh_database(dir.path()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_couchpay-server"))
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .arg("--database")
-        .arg(db.as_arg())
-        .arg("--assets")
-        .arg(server_stub::testing::assets_dir())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let port = free_port();
+    let mut child = server_command(&db, port)
         .spawn()
         .expect("start couchpay-server");
-    let c = Client::new(ServerUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c.catalog().await.is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let c = client_when_up(port).await;
     let o = order(&c, "film-night-train").await.order;
     let receipt = c
         .pay(&o.id, &key(), &pay_req("alice", pin("1234")))

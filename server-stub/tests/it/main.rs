@@ -86,3 +86,38 @@ pub(crate) fn assert_code<T: std::fmt::Debug>(r: Result<T, ClientError>, code: E
         Ok(v) => panic!("expected {code}, got success: {v:?}"),
     }
 }
+
+/// A loopback port that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The server binary on `db`, listening on 127.0.0.1:`port`, with the repository's
+/// assets and quiet logs; add arguments, then spawn.
+pub(crate) fn server_command(db: &server_stub::db::Database, port: u16) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_couchpay-server"));
+    cmd.args(["--bind", &format!("127.0.0.1:{port}")])
+        .arg("--database")
+        .arg(db.as_arg())
+        .arg("--assets")
+        .arg(server_stub::testing::assets_dir())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// A client for the server on 127.0.0.1:`port`, once it answers (within 30 s).
+pub(crate) async fn client_when_up(port: u16) -> Client {
+    let c = Client::new(protocol::ServerUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.catalog().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    c
+}

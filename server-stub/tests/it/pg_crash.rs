@@ -8,7 +8,7 @@
 //! `.ci/run` sets `COUCHPAY_TEST_PG_CLUSTER` to the cluster's data directory and runs
 //! `cargo test --test it pg_crash:: -- --ignored`. Selected without it, it fails.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,21 +20,13 @@ use server_stub::db::params;
 use server_stub::testing::{TEST_POSTGRES_ENV, fresh_postgres_schema};
 use tokio::sync::Mutex;
 
-use crate::{key, login, pay_req};
+use crate::{free_port, key, login, pay_req, server_command};
 
 /// The data directory of the test cluster (started by `tools/pg-test-cluster.sh`).
 const CLUSTER_ENV: &str = "COUCHPAY_TEST_PG_CLUSTER";
 const NODE_KILLS: usize = 6;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const ADMIN: &str = "crash-test-admin";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Node {
     port: u16,
@@ -59,16 +51,8 @@ impl Node {
                 .is_none_or(|c| c.try_wait().unwrap().is_some())
             {
                 self.child = Some(
-                    Command::new(env!("CARGO_BIN_EXE_couchpay-server"))
-                        .args(["--bind", &format!("127.0.0.1:{}", self.port)])
-                        .arg("--database")
-                        .arg(self.database.as_arg())
-                        .arg("--assets")
-                        .arg(server_stub::testing::assets_dir())
+                    server_command(&self.database, self.port)
                         .env("COUCHPAY_ADMIN_TOKEN", ADMIN)
-                        .env("RUST_LOG", "warn")
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
                         .spawn()
                         .expect("start couchpay-server"),
                 );

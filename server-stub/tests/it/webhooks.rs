@@ -2,19 +2,18 @@
 //! with backoff and the same event; a delivery survives SIGKILL of the server between
 //! the commit and the delivery; the delivery log and resend.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use protocol::AccountId;
 use protocol::client::Client;
 use protocol::webhook::{
     CreateWebhook, DeliveryState, EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookEvent, WebhookPayload,
     verify,
 };
-use protocol::{AccountId, ServerUrl};
 use server_stub::testing::TestServer;
 use tokio::sync::mpsc;
 
@@ -292,27 +291,13 @@ async fn start_binary(
     port: u16,
     hooks: &std::path::Path,
 ) -> (std::process::Child, Client) {
-    let child = Command::new(env!("CARGO_BIN_EXE_couchpay-server"))
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .arg("--database")
-        .arg(db.as_arg())
-        .arg("--assets")
-        .arg(server_stub::testing::assets_dir())
+    let child = server_command(db, port)
         .arg("--webhooks")
         .arg(hooks)
         .args(["--webhook-timeout-ms", "500", "--admin-token", "test-admin"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("start couchpay-server");
-    let c = Client::new(ServerUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c.catalog().await.is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, c)
+    (child, client_when_up(port).await)
 }
 
 #[tokio::test]
@@ -339,11 +324,7 @@ async fn a_delivery_survives_sigkill_between_commit_and_delivery() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     assert_ne!(port, rx.port);
 
     let (mut child, c) = start_binary(&db, port, &hooks).await;
