@@ -487,12 +487,12 @@ pub fn record(conn: &Connection, events: &[Event], now: i64) -> ApiResult<bool> 
 /// A delivery claimed by this node.
 struct Due {
     id: i64,
-    /// The lease this node holds (`next_attempt_ms` as claimed): the outcome is recorded
-    /// only while it still holds it, so a node whose lease ran out (or a resend) does
-    /// not overwrite what happened since.
-    lease: i64,
+    /// Which try this is (1-based), counted when it is claimed. It is also the lease's
+    /// fence: the outcome is recorded only while the row still counts this try, so a
+    /// node whose lease ran out, or a try overtaken by a resend, does not overwrite
+    /// what happened since.
+    attempt: i64,
     event_id: String,
-    attempts: i64,
     created_at_ms: i64,
     body: String,
     url: String,
@@ -503,24 +503,26 @@ struct Due {
 fn claim(conn: &Connection, now: i64, lease_until: i64, n: usize) -> ApiResult<Vec<Due>> {
     // The outer conditions are checked again on the row as it is when its lock is
     // granted (PostgreSQL), so a delivery another node just leased is skipped.
-    let ids: Vec<i64> = conn
+    let claimed: Vec<(i64, i64)> = conn
         .prepare_cached(
-            "UPDATE webhook_deliveries SET next_attempt_ms = ?1
+            "UPDATE webhook_deliveries SET next_attempt_ms = ?1, attempts = attempts + 1
              WHERE id IN (SELECT d.id FROM webhook_deliveries d
                           JOIN webhook_endpoints w ON w.id = d.endpoint_id
                           WHERE d.state = 'pending' AND d.next_attempt_ms <= ?2
                             AND w.disabled_at_ms IS NULL
                           ORDER BY d.next_attempt_ms LIMIT ?3)
                AND state = 'pending' AND next_attempt_ms <= ?2
-             RETURNING id",
+             RETURNING id, attempts",
         )?
-        .query_map(params![lease_until, now, n as i64], |r| r.get(0))?
+        .query_map(params![lease_until, now, n as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<crate::db::Result<_>>()?;
-    let mut due = Vec::with_capacity(ids.len());
-    for id in ids {
+    let mut due = Vec::with_capacity(claimed.len());
+    for (id, attempt) in claimed {
         let row = conn
             .prepare_cached(
-                "SELECT d.event_id, d.attempts, e.created_at_ms, e.body, w.url, w.secret
+                "SELECT d.event_id, e.created_at_ms, e.body, w.url, w.secret
                  FROM webhook_deliveries d
                  JOIN webhook_events e ON e.id = d.event_id
                  JOIN webhook_endpoints w ON w.id = d.endpoint_id
@@ -529,13 +531,12 @@ fn claim(conn: &Connection, now: i64, lease_until: i64, n: usize) -> ApiResult<V
             .query_row([id], |r| {
                 Ok(Due {
                     id,
-                    lease: lease_until,
+                    attempt,
                     event_id: r.get(0)?,
-                    attempts: r.get(1)?,
-                    created_at_ms: r.get(2)?,
-                    body: r.get(3)?,
-                    url: r.get(4)?,
-                    secret: r.get(5)?,
+                    created_at_ms: r.get(1)?,
+                    body: r.get(2)?,
+                    url: r.get(3)?,
+                    secret: r.get(4)?,
                 })
             })
             .optional()?;
@@ -593,8 +594,7 @@ async fn deliver(s: AppState, http: reqwest::Client, due: Due) {
     };
     let now = s.clock.now_ms();
     let base = s.config.webhook_retry_base_ms;
-    let attempt = due.attempts + 1;
-    let (id, lease) = (due.id, due.lease);
+    let (id, attempt) = (due.id, due.attempt);
     let ok = error.is_none();
     let recorded = s
         .store
@@ -610,22 +610,23 @@ async fn deliver(s: AppState, http: reqwest::Client, due: Due) {
                 error.clone(),
                 duration_ms
             ])?;
-            // Only while this node's lease holds (see `Due::lease`).
+            // Only while the row still counts this try (see `Due::attempt`).
             let (state, next) = if ok {
-                ("delivered", lease)
+                ("delivered", now)
             } else if now - due.created_at_ms >= GIVE_UP_AFTER_MS {
-                ("failed", lease)
+                ("failed", now)
             } else {
                 ("pending", now + backoff_ms(base, attempt))
             };
             let held = conn
                 .prepare_cached(
                     "UPDATE webhook_deliveries
-                     SET state = ?3, next_attempt_ms = ?4, attempts = ?5,
-                         delivered_at_ms = CASE WHEN ?3 = 'delivered' THEN CAST(?6 AS BIGINT) END
-                     WHERE id = ?1 AND state = 'pending' AND next_attempt_ms = ?2",
+                     SET state = ?3, next_attempt_ms = ?4,
+                         delivered_at_ms = CASE WHEN ?3 = 'delivered' THEN CAST(?5 AS BIGINT)
+                                                ELSE delivered_at_ms END
+                     WHERE id = ?1 AND state = 'pending' AND attempts = ?2",
                 )?
-                .execute(params![id, lease, state, next, attempt, now])?;
+                .execute(params![id, attempt, state, next, now])?;
             if held == 0 {
                 tracing::debug!(
                     delivery = id,

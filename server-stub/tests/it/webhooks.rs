@@ -368,3 +368,69 @@ async fn a_delivery_survives_sigkill_between_commit_and_delivery() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Review: a try overtaken by a resend (or by another node after its lease ran out)
+/// must not overwrite what happened since: here the resend is delivered, and the old
+/// try, timing out later, leaves it delivered and schedules nothing.
+#[tokio::test]
+async fn a_late_outcome_of_an_overtaken_try_changes_nothing() {
+    let srv = TestServer::start_with(|c| {
+        c.test_clock = true;
+        c.webhook_timeout_ms = 1_000;
+    })
+    .await;
+    let c = srv.client();
+    let mut rx = receiver(|n| {
+        if n == 0 {
+            Answer::Hang
+        } else {
+            Answer::Status(200)
+        }
+    })
+    .await;
+    let endpoint = c
+        .create_webhook(
+            &srv.admin_token,
+            &CreateWebhook {
+                merchant: film_merchant(&c).await,
+                url: rx.url.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let o = order(&c, "film-night-train").await.order;
+    c.pay(&o.id, &key(), &pay_req("alice", pin("1234")))
+        .await
+        .unwrap();
+    let first = rx.next().await; // in flight, never answered
+    let log = c
+        .webhook_deliveries(&srv.admin_token, &endpoint.id)
+        .await
+        .unwrap();
+    c.resend_webhook(&srv.admin_token, log[0].id).await.unwrap();
+    let second = rx.next().await;
+    assert_eq!(second.event_id, first.event_id);
+    // The first try times out after a second; give it time to report.
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    let log = c
+        .webhook_deliveries(&srv.admin_token, &endpoint.id)
+        .await
+        .unwrap();
+    assert_eq!(log[0].state, DeliveryState::Delivered, "{log:?}");
+    assert!(log[0].delivered_at_ms.is_some());
+    // Both tries are in the log: the answered one and the timed-out one.
+    let mut statuses: Vec<_> = log[0].attempts.iter().map(|a| a.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [None, Some(200)], "{log:?}");
+    // Nothing was scheduled by the late failure: moving the clock sends nothing more.
+    c.advance_clock(&srv.admin_token, Duration::from_secs(60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    while let Ok(r) = rx.got.try_recv() {
+        assert_ne!(
+            r.event_id, first.event_id,
+            "sent again after it was delivered"
+        );
+    }
+}
