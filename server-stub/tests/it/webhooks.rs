@@ -105,6 +105,32 @@ async fn film_merchant(c: &Client) -> AccountId {
         .id
 }
 
+/// Registers `rx` as the endpoint of the films' merchant.
+async fn hook_films(
+    srv: &TestServer,
+    c: &Client,
+    rx: &Receiver,
+) -> protocol::webhook::WebhookEndpoint {
+    c.create_webhook(
+        &srv.admin_token,
+        &CreateWebhook {
+            merchant: film_merchant(c).await,
+            url: rx.url.clone(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Alice pays a fresh order for a film on the test TV.
+async fn pay_a_film(c: &Client) -> protocol::Order {
+    let o = order(c, "film-night-train").await.order;
+    c.pay(&o.id, &key(), &pay_req("alice", pin("1234")))
+        .await
+        .unwrap();
+    o
+}
+
 #[tokio::test]
 async fn a_payment_reaches_the_merchants_endpoint_signed() {
     let srv = TestServer::start().await;
@@ -217,20 +243,8 @@ async fn a_failing_endpoint_gets_the_same_event_again_with_backoff() {
     let c = srv.client();
     // Three failures, then success.
     let mut rx = receiver(|n| Answer::Status(if n < 3 { 500 } else { 204 })).await;
-    let endpoint = c
-        .create_webhook(
-            &srv.admin_token,
-            &CreateWebhook {
-                merchant: film_merchant(&c).await,
-                url: rx.url.clone(),
-            },
-        )
-        .await
-        .unwrap();
-    let o = order(&c, "film-night-train").await.order;
-    c.pay(&o.id, &key(), &pay_req("alice", pin("1234")))
-        .await
-        .unwrap();
+    let endpoint = hook_films(&srv, &c, &rx).await;
+    pay_a_film(&c).await;
     let mut tries = vec![rx.next().await];
     let mut waits = Vec::new();
     for _ in 0..3 {
@@ -388,20 +402,8 @@ async fn a_late_outcome_of_an_overtaken_try_changes_nothing() {
         }
     })
     .await;
-    let endpoint = c
-        .create_webhook(
-            &srv.admin_token,
-            &CreateWebhook {
-                merchant: film_merchant(&c).await,
-                url: rx.url.clone(),
-            },
-        )
-        .await
-        .unwrap();
-    let o = order(&c, "film-night-train").await.order;
-    c.pay(&o.id, &key(), &pay_req("alice", pin("1234")))
-        .await
-        .unwrap();
+    let endpoint = hook_films(&srv, &c, &rx).await;
+    pay_a_film(&c).await;
     let first = rx.next().await; // in flight, never answered
     let log = c
         .webhook_deliveries(&srv.admin_token, &endpoint.id)
