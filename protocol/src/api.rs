@@ -21,6 +21,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
 /// What kind of thing an item is, which decides what "unlocked" means (SPEC P7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ItemKind {
     /// A film or episode: the device may play it.
@@ -33,6 +34,7 @@ pub enum ItemKind {
 
 /// A merchant as shown to payers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Merchant {
     pub id: AccountId,
     pub name: String,
@@ -40,6 +42,7 @@ pub struct Merchant {
 
 /// One thing the TV can sell.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CatalogItem {
     pub id: ItemId,
     pub title: String,
@@ -59,12 +62,14 @@ pub struct CatalogItem {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Catalog {
     pub items: Vec<CatalogItem>,
 }
 
 /// The device (TV) an order was created on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Device {
     pub id: DeviceId,
     pub name: String,
@@ -72,6 +77,7 @@ pub struct Device {
 
 /// `POST /v1/orders` — the TV asks for an order for one item.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
     pub item_id: ItemId,
@@ -81,6 +87,7 @@ pub struct CreateOrder {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
@@ -97,6 +104,7 @@ impl OrderStatus {
 
 /// The short summary of an item carried on an order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderItem {
     pub id: ItemId,
     pub title: String,
@@ -105,6 +113,7 @@ pub struct OrderItem {
 
 /// An order as every party sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Order {
     pub id: OrderId,
     pub short_code: ShortCode,
@@ -122,6 +131,7 @@ pub struct Order {
 
 /// Answer to `POST /v1/orders`: the order plus the TV's secret for cancelling it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedOrder {
     pub order: Order,
     /// Only the TV that created the order holds this; it authorises `cancel`.
@@ -130,6 +140,7 @@ pub struct CreatedOrder {
 
 /// `POST /v1/orders/{id}/cancel`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CancelOrder {
     pub tv_token: Token,
@@ -137,6 +148,7 @@ pub struct CancelOrder {
 
 /// How the payer proves who they are when paying.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PayerAuth {
     /// The account's PIN, checked with argon2 on the server.
@@ -147,6 +159,7 @@ pub enum PayerAuth {
 
 /// `POST /v1/orders/{id}/pay`, with the `Idempotency-Key` header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
     pub account: AccountId,
@@ -158,6 +171,7 @@ pub struct PayRequest {
 
 /// Which of the payer's sources paid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FundingSource {
     Wallet,
@@ -166,6 +180,7 @@ pub enum FundingSource {
 
 /// Proof of a completed payment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     pub payment_id: IdempotencyKey,
     pub order_id: OrderId,
@@ -180,6 +195,7 @@ pub struct Receipt {
 
 /// `POST /v1/sessions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub account: AccountId,
@@ -187,6 +203,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     pub account: AccountId,
     pub token: Token,
@@ -195,6 +212,7 @@ pub struct Session {
 
 /// `GET /v1/accounts/{id}` (bearer session).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountView {
     pub id: AccountId,
     pub name: String,
@@ -210,6 +228,7 @@ pub struct AccountView {
 /// One page of a list, newest first. When `next_cursor` is present, pass it back as
 /// `?cursor=` (with the same `?limit=`) to get the next page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     pub items: Vec<T>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,6 +237,7 @@ pub struct Page<T> {
 
 /// A purchase unlocked on a device (SPEC P7).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entitlement {
     pub order_id: OrderId,
     pub item: OrderItem,
@@ -228,6 +248,7 @@ pub struct Entitlement {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entitlements {
     pub device_id: DeviceId,
     /// Newest first; one page (see [`Page`]).
@@ -241,6 +262,7 @@ pub struct Entitlements {
 /// The first event of every stream is a `snapshot` with the order's current state, so
 /// a subscriber that connects late (or reconnects) never misses a final state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OrderEvent {
     Snapshot { order: Order },
@@ -272,6 +294,7 @@ impl OrderEvent {
 
 /// Events on `GET /v1/accounts/{id}/events` (server-sent events, for the companion).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[allow(
     clippy::large_enum_variant,
@@ -347,6 +370,7 @@ impl AccountEvent {
 
 /// Result of the ledger audit (`GET /v1/audit`, `couchpay-server audit`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditReport {
     pub ok: bool,
     pub accounts: u64,
@@ -358,6 +382,7 @@ pub struct AuditReport {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CurrencyAudit {
     pub currency: String,
     pub topped_up_minor: u64,
@@ -366,6 +391,7 @@ pub struct CurrencyAudit {
 
 /// `POST /v1/orders/{id}/phone` — the TV asks to pay by phone number (SPEC W2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PhonePayRequest {
     pub tv_token: Token,
@@ -374,6 +400,7 @@ pub struct PhonePayRequest {
 
 /// What the server sent to the phone number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PhonePayKind {
     /// The number is bound to an account: an SMS with a 6-digit code was sent (W3).
@@ -383,6 +410,7 @@ pub enum PhonePayKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhonePayStarted {
     pub kind: PhonePayKind,
     /// The number as the TV may show it, e.g. `+•••••••001`.
@@ -394,6 +422,7 @@ pub struct PhonePayStarted {
 
 /// `POST /v1/orders/{id}/phone/confirm` — the reply with the SMS code completes the payment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PhoneConfirm {
     pub phone: PhoneNumber,
@@ -402,6 +431,7 @@ pub struct PhoneConfirm {
 
 /// One SMS in the stub's outbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SmsMessage {
     pub to: PhoneNumber,
     pub body: String,
@@ -410,6 +440,7 @@ pub struct SmsMessage {
 
 /// Stable machine-readable error codes. Clients match on these, never on messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -558,6 +589,7 @@ impl fmt::Display for ErrorCode {
 /// state but `unused` is final, and in every final state but `redeemed` the whole face
 /// value is back with the payer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VoucherState {
     Unused,
@@ -600,6 +632,7 @@ impl fmt::Display for VoucherState {
 /// A voucher (SPEC V1–V5), as its payer sees it and as anyone holding its link sees it
 /// before redeeming (`GET /v1/vouchers/{id}`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Voucher {
     pub id: VoucherId,
     /// The QR content. Whoever has it can redeem the voucher.
@@ -625,6 +658,7 @@ pub struct Voucher {
 
 /// `POST /v1/vouchers`: the payer freezes `amount` of their wallet as a voucher.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateVoucher {
     pub account: AccountId,
@@ -643,6 +677,7 @@ pub struct CreateVoucher {
 /// who they are, takes `amount` (default: the whole face value) into `account`; the rest
 /// goes back to the payer at once (SPEC V4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RedeemVoucher {
     pub account: AccountId,
@@ -653,6 +688,7 @@ pub struct RedeemVoucher {
 
 /// The answer to a redemption (a replay with the same key gets the same one).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Redemption {
     pub voucher: Voucher,
     /// What the payee received.
@@ -663,6 +699,7 @@ pub struct Redemption {
 
 /// `POST /v1/vouchers/{id}/void`: the payer takes an unused voucher back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VoidVoucher {
     pub account: AccountId,
@@ -671,6 +708,7 @@ pub struct VoidVoucher {
 
 /// What a scanned voucher does on the payee's companion (SPEC V6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RedeemMode {
     /// Show the voucher; the payee chooses the amount and confirms.
@@ -683,6 +721,7 @@ pub enum RedeemMode {
 /// `GET`/`PUT /v1/accounts/{id}/voucher-settings` (session): the account's voucher
 /// settings (SPEC V6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VoucherSettings {
     /// Ask for the PIN on every voucher made (the default), or only on the first one
@@ -702,6 +741,7 @@ impl Default for VoucherSettings {
 
 /// Which of an account's vouchers a list shows: those it made or those it redeemed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VoucherKind {
     #[default]
@@ -711,6 +751,7 @@ pub enum VoucherKind {
 
 /// How a red-packet set's total is made (SPEC R1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PacketSplit {
     /// `total` cut at random into the packets (each at least one minor unit).
@@ -721,6 +762,7 @@ pub enum PacketSplit {
 
 /// `POST /v1/packets/quote`: what a set would take, before the sender confirms.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PacketQuoteRequest {
     pub count: u32,
@@ -729,6 +771,7 @@ pub struct PacketQuoteRequest {
 
 /// The answer to a quote (SPEC R1, R4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PacketQuote {
     /// What leaves the sender's wallet.
     pub total: Money,
@@ -741,6 +784,7 @@ pub struct PacketQuote {
 
 /// `POST /v1/packets`: the sender confirms; the total moves to escrow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreatePackets {
     pub account: AccountId,
@@ -759,6 +803,7 @@ pub struct CreatePackets {
 
 /// A red-packet set's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PacketSetState {
     /// Packets can be claimed.
@@ -771,6 +816,7 @@ pub enum PacketSetState {
 
 /// One claimed packet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PacketClaim {
     pub recipient: AccountId,
     pub recipient_name: String,
@@ -782,6 +828,7 @@ pub struct PacketClaim {
 
 /// A red-packet set as its sender and its recipients see it (`GET /v1/packets/{id}`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PacketSet {
     pub id: PacketSetId,
     /// The claim link (QR content).
@@ -813,6 +860,7 @@ pub struct PacketSet {
 
 /// `POST /v1/packets/{id}/claim`: the recipient, proving who they are, takes one packet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimPacket {
     pub account: AccountId,
@@ -821,6 +869,7 @@ pub struct ClaimPacket {
 
 /// The answer to a claim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Claimed {
     pub amount: Money,
     pub set: PacketSet,
@@ -829,6 +878,7 @@ pub struct Claimed {
 /// `POST /v1/packets/{id}/offer`: the sender asks a TV (named by its device id, as found
 /// nearby) to show the set. The TV asks the room before it shows anything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OfferPackets {
     pub account: AccountId,
@@ -839,6 +889,7 @@ pub struct OfferPackets {
 /// Events on `GET /v1/devices/{id}/events` (server-sent events, for a TV): what others
 /// ask this TV to show. The first event is `hello`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[allow(
     clippy::large_enum_variant,
@@ -867,6 +918,7 @@ impl DeviceEvent {
 /// Events on `GET /v1/packets/{id}/events` (server-sent events, for the screen showing a
 /// set): a `snapshot` first, then each claim, until the set is finished or refunded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PacketsEvent {
     Snapshot { set: PacketSet },
@@ -902,6 +954,11 @@ impl PacketsEvent {
 
 /// The query of `GET /v1/accounts/{id}/vouchers`: all fields optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema, utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 #[serde(deny_unknown_fields)]
 pub struct VoucherFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -922,11 +979,13 @@ pub struct VoucherFilter {
 
 /// The body of every error response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
@@ -937,6 +996,7 @@ pub struct ErrorDetail {
 
 /// Developer endpoints of the stub (admin token required): create accounts, top up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     pub id: AccountId,
@@ -946,6 +1006,7 @@ pub struct CreateAccount {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TopUp {
     pub account: AccountId,
@@ -954,6 +1015,7 @@ pub struct TopUp {
 
 /// `POST /v1/admin/merchants` (admin token): a merchant account that items can be sold by.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateMerchant {
     pub id: AccountId,
@@ -964,6 +1026,7 @@ pub struct CreateMerchant {
 /// `POST /v1/admin/cards` (admin token): a bank card linked to a payer's wallet, used
 /// when the wallet is short (SPEC W4). Its currency is the wallet's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateCard {
     /// The wallet the card is linked to (one card per wallet).
@@ -974,6 +1037,7 @@ pub struct CreateCard {
 
 /// `POST /v1/admin/merchants/{id}/keys` (admin token): a new merchant API key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateMerchantKey {
     /// What the key is for, e.g. "back office".
@@ -982,6 +1046,7 @@ pub struct CreateMerchantKey {
 
 /// A merchant API key, shown once: only its hash is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MerchantKey {
     pub merchant: AccountId,
     pub label: String,
@@ -991,6 +1056,7 @@ pub struct MerchantKey {
 
 /// `GET /v1/merchants/{id}` (merchant key): the merchant's account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MerchantView {
     pub id: AccountId,
     pub name: String,
@@ -999,6 +1065,7 @@ pub struct MerchantView {
 
 /// One payment to a merchant (`GET /v1/merchants/{id}/payments`, merchant key).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MerchantPayment {
     pub receipt: Receipt,
     /// For physical goods: where to deliver them (SPEC P7).
@@ -1008,6 +1075,7 @@ pub struct MerchantPayment {
 
 /// `GET /v1/admin/clock` (admin token): the server's time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClockView {
     pub now_ms: i64,
     /// Whether the test clock is on (`--test-clock`), so `POST /v1/admin/clock` works.
@@ -1017,6 +1085,7 @@ pub struct ClockView {
 /// `POST /v1/admin/clock` (admin token, `--test-clock`): move the server's time forward.
 /// Orders, sessions, locks and codes that fall due expire at once, with their events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceClock {
     /// Milliseconds to move forward (at most one year per call).
@@ -1080,6 +1149,7 @@ mod tests {
 
 /// A device's sale through Couchpay, as its register entry records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceSale {
     pub order: OrderId,
     /// The price paid, which a refund returns.
@@ -1096,6 +1166,7 @@ pub struct DeviceSale {
 /// `GET /v1/devices/{id}` — a device's register entry, as the device itself may see it
 /// (SPEC D1). The paying account is not shown: the device is not the payer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceInfo {
     pub id: HardwareId,
     pub id_kind: HardwareIdKind,
@@ -1109,6 +1180,7 @@ pub struct DeviceInfo {
 
 /// `POST /v1/devices/{id}/refund` — the answer: what went back to whom (SPEC D3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceRefund {
     pub device: HardwareId,
     pub order: OrderId,
@@ -1121,6 +1193,7 @@ pub struct DeviceRefund {
 /// An update package for one product (SPEC D4): the manifest is signed by the vendor's
 /// key (see [`crate::device`]), and the TV checks the download against it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdatePackage {
     pub product: String,
     pub version: OsVersion,
@@ -1136,6 +1209,7 @@ pub struct UpdatePackage {
 
 /// `GET /v1/devices/{id}/update` — the newest package for the device, or "up to date".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum UpdateCheck {
     UpToDate { version: OsVersion },
@@ -1145,6 +1219,7 @@ pub enum UpdateCheck {
 /// `POST /v1/devices/{id}/os-version` — the device installed a package and runs this
 /// version now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReportVersion {
     pub version: OsVersion,
@@ -1153,6 +1228,7 @@ pub struct ReportVersion {
 /// `POST /v1/admin/devices` — the vendor registers a device it made (not sold through
 /// Couchpay), e.g. a display unit (developer endpoint, admin token).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterDevice {
     pub id: HardwareId,
@@ -1163,6 +1239,7 @@ pub struct RegisterDevice {
 /// `POST /v1/admin/devices/{id}/credential` — a fresh credential for the device, as the
 /// factory flashes it (shown once; any earlier credential stops working).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceCredential {
     pub id: HardwareId,
     pub credential: Token,
@@ -1170,6 +1247,7 @@ pub struct DeviceCredential {
 
 /// `GET /v1/admin/devices?order=…` — register entries, for the vendor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminDevice {
     #[serde(flatten)]
     pub info: DeviceInfo,
@@ -1180,6 +1258,7 @@ pub struct AdminDevice {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminDevices {
     pub devices: Vec<AdminDevice>,
 }

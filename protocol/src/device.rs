@@ -25,6 +25,7 @@ pub const DEMO_UPDATE_KEY: &str =
 
 /// What kind of unique id a device has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HardwareIdKind {
     /// 15 decimal digits, the last a Luhn check digit (phones, cellular boxes).

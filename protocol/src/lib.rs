@@ -16,6 +16,8 @@ pub mod discovery;
 mod ids;
 mod money;
 mod paylink;
+#[cfg(feature = "openapi")]
+mod schema;
 pub mod text;
 pub mod webhook;
 

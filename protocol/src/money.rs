@@ -78,6 +78,7 @@ impl From<Currency> for String {
 /// Amounts are unsigned: direction is expressed by which ledger account is debited
 /// and which is credited, never by a sign.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Money {
     pub minor: u64,
     pub currency: Currency,

@@ -23,6 +23,7 @@ pub const DEFAULT_TOLERANCE_S: i64 = 5 * 60;
 
 /// One event, as POSTed (JSON) to a merchant's endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookEvent {
     /// `evt_` and 26 base32 characters; the same on every retry of this event.
     pub id: String,
@@ -34,6 +35,7 @@ pub struct WebhookEvent {
 
 /// The event's `type` and its object, in `data`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum WebhookPayload {
     #[serde(rename = "order.paid")]
@@ -60,6 +62,7 @@ impl WebhookPayload {
 
 /// `POST /v1/admin/webhooks`: registers an endpoint for a merchant's events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     pub merchant: AccountId,
@@ -69,6 +72,7 @@ pub struct CreateWebhook {
 
 /// A registered endpoint, with the secret its deliveries are signed with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookEndpoint {
     /// `we_` and 26 base32 characters.
     pub id: String,
@@ -81,6 +85,7 @@ pub struct WebhookEndpoint {
 
 /// Where a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Not yet accepted by the endpoint; `next_attempt_ms` says when it is tried again.
@@ -93,6 +98,7 @@ pub enum DeliveryState {
 
 /// One event's delivery to one endpoint, with its attempts (the delivery log).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookDelivery {
     pub id: i64,
     pub endpoint: String,
@@ -110,6 +116,7 @@ pub struct WebhookDelivery {
 
 /// One try at a delivery.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookAttempt {
     pub at_ms: i64,
     /// The endpoint's HTTP status, if it answered at all.

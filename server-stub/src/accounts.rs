@@ -2,15 +2,16 @@
 //! plus the developer endpoints that create accounts and top them up.
 
 use crate::db::{Connection, OptionalExtension};
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use protocol::ErrorBody;
 use protocol::{
     AccountEvent, AccountId, AccountView, AuditReport, CreateAccount, IdempotencyKey, Money,
     OrderId, Page, Receipt, TopUp,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ClientIp};
@@ -22,15 +23,15 @@ use crate::{AppState, pin, sessions, sse};
 /// Longest account or merchant name.
 pub const MAX_NAME_CHARS: usize = 64;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/accounts/{id}", get(view))
-        .route("/v1/accounts/{id}/receipts", get(receipts))
-        .route("/v1/accounts/{id}/payments/{key}", get(payment))
-        .route("/v1/accounts/{id}/events", get(events))
-        .route("/v1/admin/accounts", post(create))
-        .route("/v1/admin/topups", post(top_up))
-        .route("/v1/audit", get(audit))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(view))
+        .routes(routes!(receipts))
+        .routes(routes!(payment))
+        .routes(routes!(events))
+        .routes(routes!(create))
+        .routes(routes!(top_up))
+        .routes(routes!(audit))
 }
 
 fn parse_account(s: &str) -> ApiResult<AccountId> {
@@ -57,6 +58,22 @@ pub fn account_view(conn: &Connection, id: &AccountId) -> ApiResult<AccountView>
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}",
+    operation_id = "accounts_view",
+    tag = "accounts",
+    summary = "An account: balances and card",
+    params(
+        ("id" = String, Path, description = "The account id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = AccountView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn view(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -69,6 +86,22 @@ async fn view(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/receipts",
+    operation_id = "accounts_receipts",
+    tag = "accounts",
+    summary = "The account's receipts, newest first",
+    params(
+        ("id" = String, Path, description = "The account id"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "OK", body = Page<Receipt>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn receipts(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -126,6 +159,23 @@ fn receipt_row(
 /// `GET /v1/accounts/{id}/payments/{key}`: the payment made with idempotency key `key`,
 /// or `unknown_payment`. A client whose pay request timed out asks this instead of
 /// paying again: the answer says for certain whether money moved.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/payments/{key}",
+    operation_id = "accounts_payment",
+    tag = "accounts",
+    summary = "Did the payment with this idempotency key happen? Ask this after a timeout instead of paying again",
+    params(
+        ("id" = String, Path, description = "The account id"),
+        ("key" = String, Path, description = "The idempotency key of the payment"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Receipt),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_payment`", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn payment(
     State(s): State<AppState>,
     Path((id, key)): Path<(String, String)>,
@@ -150,6 +200,22 @@ async fn payment(
     Ok(Json(receipt))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/events",
+    operation_id = "accounts_events",
+    tag = "accounts",
+    summary = "Follow an account: receipts as server-sent events",
+    params(
+        ("id" = String, Path, description = "The account id"),
+    ),
+    responses(
+        (status = 200, description = "A stream of server-sent events; each `data:` is one JSON event", body = AccountEvent, content_type = "text/event-stream"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn events(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -185,6 +251,20 @@ pub fn admin(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/accounts",
+    operation_id = "accounts_create",
+    tag = "admin",
+    summary = "Create a payer account",
+    request_body = CreateAccount,
+    responses(
+        (status = 200, description = "OK", body = AccountView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn create(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -217,6 +297,21 @@ async fn create(
     Ok(Json(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/topups",
+    operation_id = "accounts_top_up",
+    tag = "admin",
+    summary = "Add money to a wallet (from the sandbox's funding account)",
+    request_body = TopUp,
+    responses(
+        (status = 200, description = "OK", body = AccountView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn top_up(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -244,6 +339,16 @@ async fn top_up(
     Ok(Json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    operation_id = "accounts_audit",
+    tag = "ledger",
+    summary = "Check the ledger: every transfer balanced, every balance the sum of its transfers",
+    responses(
+        (status = 200, description = "OK", body = AuditReport),
+    ),
+)]
 async fn audit(State(s): State<AppState>) -> ApiResult<Json<AuditReport>> {
     Ok(Json(s.store.read(ledger::audit).await?))
 }

@@ -9,12 +9,14 @@
 //! cookie there is nothing to forge: a page from elsewhere cannot act as the console.
 //! Values are written with `textContent`, never as HTML.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use protocol::ErrorBody;
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::AppState;
 use crate::accounts::admin;
@@ -25,12 +27,12 @@ use crate::extract::ClientIp;
 /// Rows shown per section.
 const ROWS: i64 = 50;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .route("/console", get(page))
         .route("/console/console.js", get(script))
-        .route("/v1/admin/console", get(snapshot))
-        .route("/v1/admin/events", get(events))
+        .routes(routes!(snapshot))
+        .routes(routes!(events))
 }
 
 fn asset(mime: &'static str, body: &'static str) -> Response {
@@ -66,7 +68,8 @@ async fn script() -> Response {
 }
 
 /// How the page shows a column.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ConsoleColumnKind)]
 #[serde(rename_all = "snake_case")]
 enum Kind {
     Text,
@@ -74,7 +77,8 @@ enum Kind {
     Time,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ConsoleColumn)]
 struct Column {
     name: &'static str,
     kind: Kind,
@@ -89,7 +93,8 @@ enum Col {
     Money(&'static str),
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ConsoleSection)]
 struct Section {
     id: &'static str,
     title: &'static str,
@@ -97,7 +102,8 @@ struct Section {
     rows: Vec<Vec<serde_json::Value>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ConsoleSnapshot)]
 struct Snapshot {
     now_ms: i64,
     test_clock: bool,
@@ -333,6 +339,18 @@ fn sections(conn: &Connection) -> ApiResult<Vec<Section>> {
 }
 
 /// `GET /v1/admin/console`: the newest rows of every section.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/console",
+    operation_id = "console_snapshot",
+    tag = "admin",
+    summary = "The developer console's data: the newest rows of every section",
+    responses(
+        (status = 200, description = "OK", body = Snapshot),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn snapshot(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Snapshot>> {
     admin(&s, &headers)?;
     let sections = s.store.read(sections).await?;
@@ -345,6 +363,19 @@ async fn snapshot(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Js
 
 /// `GET /v1/admin/events`: every event the server commits, as server-sent events
 /// (`hello`, then `event` with the event as JSON), for the console to follow.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/events",
+    operation_id = "console_events",
+    tag = "admin",
+    summary = "Every event the server commits, as server-sent events (`hello`, then `event`)",
+    responses(
+        (status = 200, description = "A stream of server-sent events; each `data:` is one JSON event", content_type = "text/event-stream"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn events(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,

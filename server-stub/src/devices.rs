@@ -27,17 +27,18 @@
 //! Downloads are public (the signature, not the channel, makes a package trustworthy) and
 //! answer range requests, so an interrupted download resumes.
 
+use protocol::ErrorBody;
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use anyhow::Context;
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use protocol::{
     AccountEvent, AccountId, AdminDevice, AdminDevices, DeviceCredential, DeviceInfo, DeviceRefund,
     DeviceSale, HardwareId, Merchant, Money, OrderId, OsVersion, RegisterDevice, ReportVersion,
@@ -62,15 +63,15 @@ const SERIAL_ATTEMPTS: usize = 8;
 /// Most register entries one admin listing returns.
 const ADMIN_LIST_LIMIT: i64 = 200;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/devices/{id}", get(show))
-        .route("/v1/devices/{id}/refund", post(refund))
-        .route("/v1/devices/{id}/update", get(check_update))
-        .route("/v1/devices/{id}/os-version", post(report_version))
-        .route("/v1/updates/{file}", get(download))
-        .route("/v1/admin/devices", get(admin_list).post(admin_register))
-        .route("/v1/admin/devices/{id}/credential", post(admin_credential))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show))
+        .routes(routes!(refund))
+        .routes(routes!(check_update))
+        .routes(routes!(report_version))
+        .routes(routes!(download))
+        .routes(routes!(admin_list, admin_register))
+        .routes(routes!(admin_credential))
 }
 
 fn parse_id(s: &str) -> ApiResult<HardwareId> {
@@ -237,6 +238,22 @@ async fn authenticated(s: &AppState, headers: &HeaderMap, id: &str) -> ApiResult
 }
 
 /// `GET /v1/devices/{id}` — the device's register entry.
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{id}",
+    operation_id = "devices_show",
+    tag = "devices",
+    summary = "The device's register entry",
+    params(
+        ("id" = String, Path, description = "The device id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = DeviceInfo),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_device`", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -247,6 +264,24 @@ async fn show(
 }
 
 /// `POST /v1/devices/{id}/refund` — refunds the device's sale, once (SPEC D3).
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{id}/refund",
+    operation_id = "devices_refund",
+    tag = "devices",
+    summary = "Refund the device's sale, once",
+    params(
+        ("id" = String, Path, description = "The device id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = DeviceRefund),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_device`", body = ErrorBody),
+        (status = 409, description = "`already_refunded`, `not_refundable`", body = ErrorBody),
+        (status = 410, description = "`return_window_closed`", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn refund(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -331,6 +366,22 @@ fn refund_in_tx(
 }
 
 /// `GET /v1/devices/{id}/update` — the newest package for the device, or up to date (D4).
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{id}/update",
+    operation_id = "devices_check_update",
+    tag = "devices",
+    summary = "The newest update package for the device, or up to date",
+    params(
+        ("id" = String, Path, description = "The device id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = UpdateCheck),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_device`", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn check_update(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -347,6 +398,23 @@ async fn check_update(
 }
 
 /// `POST /v1/devices/{id}/os-version` — the device installed a package.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{id}/os-version",
+    operation_id = "devices_report_version",
+    tag = "devices",
+    summary = "The device installed a package: report its version",
+    params(
+        ("id" = String, Path, description = "The device id"),
+    ),
+    request_body = ReportVersion,
+    responses(
+        (status = 200, description = "OK", body = DeviceInfo),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_device`", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn report_version(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -380,6 +448,20 @@ async fn report_version(
 }
 
 /// `GET /v1/updates/{file}` — a package's bytes; answers range requests.
+#[utoipa::path(
+    get,
+    path = "/v1/updates/{file}",
+    operation_id = "devices_download",
+    tag = "devices",
+    summary = "An update package's bytes (answers range requests)",
+    params(
+        ("file" = String, Path, description = "The package file name from the update check"),
+    ),
+    responses(
+        (status = 200, description = "The package bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn download(
     State(s): State<AppState>,
     Path(file): Path<String>,
@@ -397,6 +479,19 @@ async fn download(
 }
 
 /// `POST /v1/admin/devices` — registers a device not sold through Couchpay.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/devices",
+    operation_id = "devices_admin_register",
+    tag = "admin",
+    summary = "Register a device not sold through Couchpay",
+    request_body = RegisterDevice,
+    responses(
+        (status = 200, description = "OK", body = AdminDevice),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn admin_register(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -439,6 +534,22 @@ async fn admin_register(
 }
 
 /// `POST /v1/admin/devices/{id}/credential` — a fresh credential, shown once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/devices/{id}/credential",
+    operation_id = "devices_admin_credential",
+    tag = "admin",
+    summary = "Issue a fresh device credential (shown once)",
+    params(
+        ("id" = String, Path, description = "The device id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = DeviceCredential),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_device`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn admin_credential(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -465,13 +576,31 @@ async fn admin_credential(
     Ok(Json(DeviceCredential { id, credential }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// An order id: the devices that order sold.
     order: Option<String>,
 }
 
 /// `GET /v1/admin/devices[?order=ID]` — register entries (of one sale, or the newest).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/devices",
+    operation_id = "devices_admin_list",
+    tag = "admin",
+    summary = "Register entries: of one sale, or the newest",
+    params(
+        ListQuery,
+    ),
+    responses(
+        (status = 200, description = "OK", body = AdminDevices),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_order`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn admin_list(
     State(s): State<AppState>,
     headers: HeaderMap,

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod merchants;
 pub mod middleware;
 pub mod offers;
+pub mod openapi;
 pub mod orders;
 pub mod outbox;
 pub mod packetpage;
@@ -157,20 +158,8 @@ impl AppState {
 
 /// The whole HTTP API.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(orders::router())
-        .merge(sessions::router())
-        .merge(phone::router())
-        .merge(accounts::router())
-        .merge(merchants::router())
-        .merge(vouchers::router())
-        .merge(packets::router())
-        .merge(devices::router())
-        .merge(offers::router())
-        .merge(testclock::router())
-        .merge(webhooks::router())
-        .merge(console::router())
-        .merge(web::router())
+    let (router, _document) = openapi::api().split_for_parts();
+    router
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn(middleware::edge))
         .layer(DefaultBodyLimit::max(config::MAX_BODY_BYTES))

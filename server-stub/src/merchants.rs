@@ -6,14 +6,15 @@
 //! a leaked database reveals no usable key.
 
 use crate::db::{Connection, OptionalExtension, params};
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use protocol::ErrorBody;
 use protocol::{
     AccountId, AccountView, CreateCard, CreateMerchant, CreateMerchantKey, IdempotencyKey,
     MerchantKey, MerchantPayment, MerchantView, Money, Order, Page, Token,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::accounts::{MAX_NAME_CHARS, account_view, admin};
 use crate::error::{ApiError, ApiResult};
@@ -28,14 +29,14 @@ use crate::{AppState, sessions};
 /// Most API keys one merchant may hold.
 pub const MAX_KEYS_PER_MERCHANT: i64 = 20;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/merchants", post(create_merchant))
-        .route("/v1/admin/merchants/{id}/keys", post(create_key))
-        .route("/v1/admin/cards", post(create_card))
-        .route("/v1/merchants/{id}", get(view))
-        .route("/v1/merchants/{id}/orders", get(orders))
-        .route("/v1/merchants/{id}/payments", get(payments))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_merchant))
+        .routes(routes!(create_key))
+        .routes(routes!(create_card))
+        .routes(routes!(view))
+        .routes(routes!(orders))
+        .routes(routes!(payments))
 }
 
 fn parse_account(s: &str) -> ApiResult<AccountId> {
@@ -73,6 +74,19 @@ async fn authorize(s: &AppState, headers: &HeaderMap, id: &AccountId) -> ApiResu
         .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/merchants",
+    operation_id = "merchants_create_merchant",
+    tag = "admin",
+    summary = "Create a merchant account",
+    request_body = CreateMerchant,
+    responses(
+        (status = 200, description = "OK", body = MerchantView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn create_merchant(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -100,6 +114,23 @@ async fn create_merchant(
     Ok(Json(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/merchants/{id}/keys",
+    operation_id = "merchants_create_key",
+    tag = "admin",
+    summary = "Issue an API key for a merchant back end (shown once)",
+    params(
+        ("id" = String, Path, description = "The merchant account id"),
+    ),
+    request_body = CreateMerchantKey,
+    responses(
+        (status = 200, description = "OK", body = MerchantKey),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn create_key(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -140,6 +171,21 @@ async fn create_key(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cards",
+    operation_id = "merchants_create_card",
+    tag = "admin",
+    summary = "Give a payer a card (a second funding source)",
+    request_body = CreateCard,
+    responses(
+        (status = 200, description = "OK", body = AccountView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn create_card(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -180,6 +226,22 @@ async fn create_card(
     Ok(Json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{id}",
+    operation_id = "merchants_view",
+    tag = "merchants",
+    summary = "A merchant and its balance",
+    params(
+        ("id" = String, Path, description = "The merchant account id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = MerchantView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+    ),
+    security(("merchant_key" = [])),
+)]
 async fn view(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -192,6 +254,22 @@ async fn view(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{id}/orders",
+    operation_id = "merchants_orders",
+    tag = "merchants",
+    summary = "The merchant's orders, newest first",
+    params(
+        ("id" = String, Path, description = "The merchant account id"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "OK", body = Page<Order>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("merchant_key" = [])),
+)]
 async fn orders(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -231,6 +309,22 @@ async fn orders(
     Ok(Json(list))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{id}/payments",
+    operation_id = "merchants_payments",
+    tag = "merchants",
+    summary = "The payments the merchant received, newest first",
+    params(
+        ("id" = String, Path, description = "The merchant account id"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "OK", body = Page<MerchantPayment>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("merchant_key" = [])),
+)]
 async fn payments(
     State(s): State<AppState>,
     Path(id): Path<String>,

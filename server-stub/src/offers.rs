@@ -11,14 +11,15 @@
 //! id names a TV; it authorises nothing. An offer can only come from the set's sender,
 //! proved by PIN or session, and only while the set is open.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use protocol::ErrorBody;
 use protocol::{
     DeviceEvent, DeviceId, OfferPackets, PacketSet, PacketSetId, PacketSetState, PacketsEvent,
     ShortCode,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::db::{OptionalExtension, params};
 use crate::error::{ApiError, ApiResult};
@@ -28,12 +29,12 @@ use crate::packets::{LIVE_CLAIMS, load_set_listing};
 use crate::sessions::Proof;
 use crate::{AppState, sse};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/packets/{id}/offer", post(offer))
-        .route("/v1/packets/{id}/events", get(set_events))
-        .route("/v1/packets/by-code/{code}", get(by_code))
-        .route("/v1/devices/{id}/events", get(device_events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(offer))
+        .routes(routes!(set_events))
+        .routes(routes!(by_code))
+        .routes(routes!(device_events))
 }
 
 fn parse_set(id: &str) -> ApiResult<PacketSetId> {
@@ -55,6 +56,24 @@ async fn live_set(s: &AppState, id: PacketSetId) -> ApiResult<PacketSet> {
 }
 
 /// The sender asks the TV `device_id` to show the set; answers with the set offered.
+#[utoipa::path(
+    post,
+    path = "/v1/packets/{id}/offer",
+    operation_id = "offers_offer",
+    tag = "packets",
+    summary = "Ask a TV to show a red-packet set",
+    params(
+        ("id" = String, Path, description = "The set id"),
+    ),
+    request_body = OfferPackets,
+    responses(
+        (status = 200, description = "OK", body = PacketSet),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_packets`", body = ErrorBody),
+        (status = 410, description = "`packets_expired`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn offer(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -95,6 +114,20 @@ async fn offer(
 }
 
 /// What others ask this TV to show, from now on.
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{id}/events",
+    operation_id = "offers_device_events",
+    tag = "devices",
+    summary = "What others ask this TV to show, as server-sent events",
+    params(
+        ("id" = String, Path, description = "The device id"),
+    ),
+    responses(
+        (status = 200, description = "A stream of server-sent events; each `data:` is one JSON event", body = DeviceEvent, content_type = "text/event-stream"),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn device_events(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -108,6 +141,21 @@ async fn device_events(
 }
 
 /// The set's claims as they happen, after a snapshot, until it closes.
+#[utoipa::path(
+    get,
+    path = "/v1/packets/{id}/events",
+    operation_id = "offers_set_events",
+    tag = "packets",
+    summary = "Follow a set's claims: server-sent events, a snapshot first, until it closes",
+    params(
+        ("id" = String, Path, description = "The set id"),
+    ),
+    responses(
+        (status = 200, description = "A stream of server-sent events; each `data:` is one JSON event", body = PacketsEvent, content_type = "text/event-stream"),
+        (status = 404, description = "`unknown_packets`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn set_events(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -126,6 +174,21 @@ async fn set_events(
 }
 
 /// The open set with this short code (as a TV shows it).
+#[utoipa::path(
+    get,
+    path = "/v1/packets/by-code/{code}",
+    operation_id = "offers_by_code",
+    tag = "packets",
+    summary = "The open set with this short code (as a TV shows it)",
+    params(
+        ("code" = String, Path, description = "The short code"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = PacketSet),
+        (status = 404, description = "`unknown_packets`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn by_code(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -2,17 +2,18 @@
 //! (SPEC P1, P5–P8).
 
 use crate::db::{Connection, OptionalExtension, Row, params};
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use protocol::ErrorBody;
 use protocol::{
     AccountEvent, AccountId, CancelOrder, CatalogItem, CreateOrder, CreatedOrder, Device, DeviceId,
     Entitlement, Entitlements, FundingSource, IdempotencyKey, ItemId, ItemKind, Merchant, Money,
     Order, OrderEvent, OrderId, OrderItem, OrderStatus, PayLink, PayRequest, Receipt, ServerUrl,
     ShortCode, Token,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
 use crate::events::Event;
@@ -30,15 +31,15 @@ const SWEEP_BATCH: usize = 500;
 /// Attempts to find a short code not used by another live order.
 const SHORT_CODE_ATTEMPTS: usize = 8;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orders", post(create))
-        .route("/v1/orders/{id}", get(fetch))
-        .route("/v1/orders/by-code/{code}", get(by_code))
-        .route("/v1/orders/{id}/pay", post(pay))
-        .route("/v1/orders/{id}/cancel", post(cancel))
-        .route("/v1/orders/{id}/events", get(events))
-        .route("/v1/devices/{id}/entitlements", get(entitlements))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(fetch))
+        .routes(routes!(by_code))
+        .routes(routes!(pay))
+        .routes(routes!(cancel))
+        .routes(routes!(events))
+        .routes(routes!(entitlements))
 }
 
 pub fn parse_order_id(s: &str) -> ApiResult<OrderId> {
@@ -201,6 +202,19 @@ fn already_owned(
         .is_some())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    operation_id = "orders_create",
+    tag = "orders",
+    summary = "Create an order for one catalog item (the TV)",
+    request_body = CreateOrder,
+    responses(
+        (status = 200, description = "OK", body = CreatedOrder),
+        (status = 404, description = "`unknown_item`", body = ErrorBody),
+        (status = 409, description = "`already_owned`", body = ErrorBody),
+    ),
+)]
 async fn create(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<CreateOrder>,
@@ -301,10 +315,41 @@ async fn read_order(s: &AppState, id: OrderId) -> ApiResult<Order> {
         .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    operation_id = "orders_fetch",
+    tag = "orders",
+    summary = "Read an order",
+    params(
+        ("id" = String, Path, description = "The order id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Order),
+        (status = 404, description = "`unknown_order`", body = ErrorBody),
+    ),
+)]
 async fn fetch(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Order>> {
     Ok(Json(read_order(&s, parse_order_id(&id)?).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orders/by-code/{code}",
+    operation_id = "orders_by_code",
+    tag = "orders",
+    summary = "Find a pending order by its short code (typed on the phone)",
+    params(
+        ("code" = String, Path, description = "The short code, in any case, with or without the dash"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Order),
+        (status = 404, description = "`unknown_order`", body = ErrorBody),
+        (status = 409, description = "`already_paid`", body = ErrorBody),
+        (status = 410, description = "`order_expired`, `order_cancelled`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn by_code(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -329,6 +374,29 @@ async fn by_code(
     Ok(Json(read_order(&s, parse_order_id(&id)?).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/pay",
+    operation_id = "orders_pay",
+    tag = "orders",
+    summary = "Pay an order; repeat with the same Idempotency-Key to get the same answer",
+    params(
+        ("id" = String, Path, description = "The order id"),
+        ("Idempotency-Key" = String, Header, description = "Client-generated key of this payment (8 to 64 of A-Za-z0-9_-)"),
+    ),
+    request_body = PayRequest,
+    responses(
+        (status = 200, description = "OK", body = Receipt),
+        (status = 400, description = "`delivery_address_required`", body = ErrorBody),
+        (status = 401, description = "`wrong_pin`, `unauthorized`", body = ErrorBody),
+        (status = 402, description = "`insufficient_funds`", body = ErrorBody),
+        (status = 404, description = "`unknown_order`, `unknown_account`", body = ErrorBody),
+        (status = 409, description = "`already_paid`, `already_owned`", body = ErrorBody),
+        (status = 410, description = "`order_expired`, `order_cancelled`", body = ErrorBody),
+        (status = 422, description = "`idempotency_conflict`, `limit_exceeded`", body = ErrorBody),
+        (status = 423, description = "`account_locked`", body = ErrorBody),
+    ),
+)]
 async fn pay(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -592,6 +660,24 @@ pub fn pay_in_tx(
     Ok(receipt)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/cancel",
+    operation_id = "orders_cancel",
+    tag = "orders",
+    summary = "Cancel a pending order (the TV that created it)",
+    params(
+        ("id" = String, Path, description = "The order id"),
+    ),
+    request_body = CancelOrder,
+    responses(
+        (status = 200, description = "OK", body = Order),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_order`", body = ErrorBody),
+        (status = 409, description = "`already_paid`", body = ErrorBody),
+        (status = 410, description = "`order_expired`", body = ErrorBody),
+    ),
+)]
 async fn cancel(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -669,6 +755,21 @@ pub async fn sweep_expired(s: &AppState) -> ApiResult<usize> {
         .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}/events",
+    operation_id = "orders_events",
+    tag = "orders",
+    summary = "Follow an order: server-sent events, a snapshot first, until it is final",
+    params(
+        ("id" = String, Path, description = "The order id"),
+    ),
+    responses(
+        (status = 200, description = "A stream of server-sent events; each `data:` is one JSON event", body = OrderEvent, content_type = "text/event-stream"),
+        (status = 404, description = "`unknown_order`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn events(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -689,6 +790,20 @@ async fn events(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{id}/entitlements",
+    operation_id = "orders_entitlements",
+    tag = "orders",
+    summary = "What a device has bought and may unlock, newest first",
+    params(
+        ("id" = String, Path, description = "The device id"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "OK", body = Entitlements),
+    ),
+)]
 async fn entitlements(
     State(s): State<AppState>,
     Path(device): Path<String>,

@@ -23,12 +23,13 @@
 //! claimant or back to the sender. One packet per recipient is a unique index, not a read
 //! before the write.
 
+use protocol::ErrorBody;
 use std::collections::BTreeSet;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use protocol::{
     AccountEvent, AccountId, ClaimPacket, Claimed, CreatePackets, Money, PacketClaim, PacketLink,
     PacketQuote, PacketQuoteRequest, PacketSet, PacketSetId, PacketSetState, PacketSplit,
@@ -64,13 +65,13 @@ pub const MAX_ALLOWED: usize = 100;
 /// Sets refunded per sweep transaction.
 const SWEEP_BATCH: i64 = 200;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/packets/quote", post(quote_handler))
-        .route("/v1/packets", post(create))
-        .route("/v1/packets/{id}", get(show))
-        .route("/v1/packets/{id}/claim", post(claim))
-        .route("/v1/accounts/{id}/packets", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(quote_handler))
+        .routes(routes!(create))
+        .routes(routes!(show))
+        .routes(routes!(claim))
+        .routes(routes!(list))
 }
 
 /// A uniform integer in `0..bound` (`bound > 0`), without modulo bias.
@@ -154,6 +155,18 @@ pub fn quote(count: u32, split: PacketSplit) -> ApiResult<PacketQuote> {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/packets/quote",
+    operation_id = "packets_quote_handler",
+    tag = "packets",
+    summary = "What a red-packet set would cost, before creating it",
+    request_body = PacketQuoteRequest,
+    responses(
+        (status = 200, description = "OK", body = PacketQuote),
+        (status = 422, description = "`limit_exceeded`", body = ErrorBody),
+    ),
+)]
 async fn quote_handler(ApiJson(req): ApiJson<PacketQuoteRequest>) -> ApiResult<Json<PacketQuote>> {
     Ok(Json(quote(req.count, req.split)?))
 }
@@ -316,6 +329,23 @@ pub(crate) fn load_set_listing(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/packets",
+    operation_id = "packets_create",
+    tag = "packets",
+    summary = "Create a red-packet set: the total is held from the sender's wallet",
+    request_body = CreatePackets,
+    responses(
+        (status = 200, description = "OK", body = PacketSet),
+        (status = 401, description = "`wrong_pin`, `unauthorized`", body = ErrorBody),
+        (status = 402, description = "`insufficient_funds`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded`", body = ErrorBody),
+        (status = 423, description = "`account_locked`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn create(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -442,6 +472,20 @@ async fn create(
     Ok(Json(set))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/packets/{id}",
+    operation_id = "packets_show",
+    tag = "packets",
+    summary = "A red-packet set and its claims",
+    params(
+        ("id" = String, Path, description = "The set id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = PacketSet),
+        (status = 404, description = "`unknown_packets`", body = ErrorBody),
+    ),
+)]
 async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PacketSet>> {
     let id = parse_set_id(&id)?;
     let server = s.public_url.clone();
@@ -452,6 +496,28 @@ async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Js
     Ok(Json(set))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/packets/{id}/claim",
+    operation_id = "packets_claim",
+    tag = "packets",
+    summary = "Claim one packet of a set into an account",
+    params(
+        ("id" = String, Path, description = "The set id"),
+    ),
+    request_body = ClaimPacket,
+    responses(
+        (status = 200, description = "OK", body = Claimed),
+        (status = 401, description = "`wrong_pin`, `unauthorized`", body = ErrorBody),
+        (status = 403, description = "`not_allowed`", body = ErrorBody),
+        (status = 404, description = "`unknown_packets`, `unknown_account`", body = ErrorBody),
+        (status = 409, description = "`already_claimed`, `sold_out`", body = ErrorBody),
+        (status = 410, description = "`packets_expired`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded`", body = ErrorBody),
+        (status = 423, description = "`account_locked`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn claim(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -706,7 +772,8 @@ pub async fn sweep_expired(s: &AppState) -> ApiResult<usize> {
         .await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// `sent` (default) or `received`.
@@ -716,6 +783,22 @@ struct ListQuery {
 }
 
 /// `GET /v1/accounts/{id}/packets`: sets the account sent (or claimed from), newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/packets",
+    operation_id = "packets_list",
+    tag = "packets",
+    summary = "Sets the account sent (or claimed from), newest first",
+    params(
+        ("id" = String, Path, description = "The account id"),
+        ListQuery,
+    ),
+    responses(
+        (status = 200, description = "OK", body = Page<PacketSet>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn list(
     State(s): State<AppState>,
     Path(id): Path<String>,

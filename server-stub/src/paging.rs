@@ -17,10 +17,13 @@ pub const MAX_PAGE_LIMIT: u32 = 100;
 const MAX_CURSOR_LEN: usize = 128;
 
 /// The query string of a list endpoint.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    /// Rows per page, 1 to 100 (default 50).
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 

@@ -3,15 +3,16 @@
 //! number gets an SMS with the pay link.
 
 use crate::db::{OptionalExtension, params};
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use protocol::ErrorBody;
 use protocol::{
     AccountId, IdempotencyKey, OrderStatus, Page, PhoneConfirm, PhonePayKind, PhonePayRequest,
     PhonePayStarted, Receipt, SmsMessage,
 };
 use sha2::{Digest, Sha256};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
@@ -27,12 +28,12 @@ pub const CODE_ATTEMPTS: u32 = 3;
 /// Phone-number requests (SMS sent) per order.
 pub const MAX_PHONE_REQUESTS_PER_ORDER: u32 = 3;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orders/{id}/phone", post(start))
-        .route("/v1/orders/{id}/phone/confirm", post(confirm))
-        .route("/v1/accounts/{id}/sms", get(account_sms))
-        .route("/v1/admin/sms/{phone}", get(admin_outbox))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(confirm))
+        .routes(routes!(account_sms))
+        .routes(routes!(admin_outbox))
 }
 
 fn code_hash(order: &str, code: &str) -> String {
@@ -49,6 +50,24 @@ fn random_code() -> String {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/phone",
+    operation_id = "phone_start",
+    tag = "phone",
+    summary = "Pay by phone number: the server texts a code to the number (or says it is unknown)",
+    params(
+        ("id" = String, Path, description = "The order id"),
+    ),
+    request_body = PhonePayRequest,
+    responses(
+        (status = 200, description = "OK", body = PhonePayStarted),
+        (status = 404, description = "`unknown_order`", body = ErrorBody),
+        (status = 409, description = "`already_paid`", body = ErrorBody),
+        (status = 410, description = "`order_expired`, `order_cancelled`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn start(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -142,6 +161,26 @@ async fn start(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/phone/confirm",
+    operation_id = "phone_confirm",
+    tag = "phone",
+    summary = "Confirm a phone payment with the texted code",
+    params(
+        ("id" = String, Path, description = "The order id"),
+    ),
+    request_body = PhoneConfirm,
+    responses(
+        (status = 200, description = "OK", body = Receipt),
+        (status = 401, description = "`wrong_code`", body = ErrorBody),
+        (status = 402, description = "`insufficient_funds`", body = ErrorBody),
+        (status = 404, description = "`unknown_order`", body = ErrorBody),
+        (status = 409, description = "`already_paid`, `already_owned`", body = ErrorBody),
+        (status = 410, description = "`order_expired`, `order_cancelled`, `code_expired`", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`", body = ErrorBody),
+    ),
+)]
 async fn confirm(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -235,6 +274,22 @@ async fn confirm(
         .map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/sms",
+    operation_id = "phone_account_sms",
+    tag = "phone",
+    summary = "The texts sent to the account's phone, newest first",
+    params(
+        ("id" = String, Path, description = "The account id"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "OK", body = Page<SmsMessage>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn account_sms(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -251,6 +306,22 @@ async fn account_sms(
     Ok(Json(list))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/sms/{phone}",
+    operation_id = "phone_admin_outbox",
+    tag = "admin",
+    summary = "The stub's SMS outbox for one number (developers read codes here)",
+    params(
+        ("phone" = String, Path, description = "The phone number"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "OK", body = Page<SmsMessage>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn admin_outbox(
     State(s): State<AppState>,
     Path(phone): Path<String>,

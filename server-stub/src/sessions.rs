@@ -2,20 +2,21 @@
 //! generator) do not pay the argon2 cost on every payment. Only token hashes are stored.
 
 use crate::db::{Connection, OptionalExtension, params};
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
+use protocol::ErrorBody;
 use protocol::{AccountId, LoginRequest, PayerAuth, Session, Token};
 use sha2::{Digest, Sha256};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::config::SESSION_TTL_S;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ClientIp};
 use crate::{AppState, ledger, pin};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/sessions", post(login))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login))
 }
 
 /// SHA-256 of a token, hex. Tokens carry 256 random bits, so a fast hash is enough:
@@ -115,6 +116,21 @@ pub async fn authorize(s: &AppState, headers: &HeaderMap, account: &AccountId) -
         .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    operation_id = "sessions_login",
+    tag = "accounts",
+    summary = "Log in with account and PIN: a short-lived session token",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "OK", body = Session),
+        (status = 401, description = "`wrong_pin`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+        (status = 423, description = "`account_locked`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn login(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -4,11 +4,12 @@
 //! Webhook retries that fall due are sent at once as well. Off by default, and refused
 //! (`test_clock_disabled`) when off.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Json, Router};
+use protocol::ErrorBody;
 use protocol::{AdvanceClock, ClockView};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::accounts::admin;
 use crate::error::{ApiError, ApiResult};
@@ -18,8 +19,8 @@ use crate::{AppState, orders};
 /// Largest step of one advance: a year.
 pub const MAX_ADVANCE_MS: u64 = 366 * 24 * 60 * 60 * 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/admin/clock", get(read).post(advance))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(read, advance))
 }
 
 fn view(s: &AppState) -> ClockView {
@@ -29,11 +30,37 @@ fn view(s: &AppState) -> ClockView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/clock",
+    operation_id = "testclock_read",
+    tag = "admin",
+    summary = "Read the server clock",
+    responses(
+        (status = 200, description = "OK", body = ClockView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn read(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<ClockView>> {
     admin(&s, &headers)?;
     Ok(Json(view(&s)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/clock",
+    operation_id = "testclock_advance",
+    tag = "admin",
+    summary = "Move the test clock forward: what expires meanwhile expires now, with its events",
+    request_body = AdvanceClock,
+    responses(
+        (status = 200, description = "OK", body = ClockView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 409, description = "`test_clock_disabled`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn advance(
     State(s): State<AppState>,
     headers: HeaderMap,

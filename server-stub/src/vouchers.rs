@@ -24,15 +24,16 @@
 //! a copied QR worthless to anyone else. The id is 128 random bits and only its first
 //! characters are logged.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use protocol::ErrorBody;
 use protocol::{
     AccountEvent, AccountId, CreateVoucher, IdempotencyKey, Money, Page, RedeemMode, RedeemVoucher,
     Redemption, ServerUrl, VoidVoucher, Voucher, VoucherFilter, VoucherId, VoucherKind,
     VoucherLink, VoucherSettings, VoucherState,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::db::{Connection, OptionalExtension, Row, params};
 use crate::error::{ApiError, ApiResult};
@@ -54,17 +55,14 @@ pub const MAX_VALIDITY_S: u64 = 30 * 86_400;
 /// Vouchers expired per sweep transaction.
 const SWEEP_BATCH: i64 = 500;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/vouchers", post(create))
-        .route("/v1/vouchers/{id}", get(show))
-        .route("/v1/vouchers/{id}/redeem", post(redeem))
-        .route("/v1/vouchers/{id}/void", post(void))
-        .route("/v1/accounts/{id}/vouchers", get(list))
-        .route(
-            "/v1/accounts/{id}/voucher-settings",
-            get(get_settings).put(put_settings),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(show))
+        .routes(routes!(redeem))
+        .routes(routes!(void))
+        .routes(routes!(list))
+        .routes(routes!(get_settings, put_settings))
 }
 
 const COLUMNS: &str = "v.id, v.payer, a.name, v.currency, v.face_value, v.used, v.state, \
@@ -286,6 +284,24 @@ fn check_validity(valid_for_s: Option<u64>) -> ApiResult<i64> {
     Ok(s as i64 * 1000)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/vouchers",
+    operation_id = "vouchers_create",
+    tag = "vouchers",
+    summary = "Make a QR e-cash voucher: the amount is held from the payer's wallet",
+    request_body = CreateVoucher,
+    responses(
+        (status = 200, description = "OK", body = Voucher),
+        (status = 401, description = "`wrong_pin`, `unauthorized`", body = ErrorBody),
+        (status = 402, description = "`insufficient_funds`", body = ErrorBody),
+        (status = 403, description = "`not_allowed`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded`", body = ErrorBody),
+        (status = 423, description = "`account_locked`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn create(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -386,6 +402,20 @@ fn create_in_tx(
 }
 
 /// `GET /v1/vouchers/{id}`: anyone with the link sees what it is worth and whose it is.
+#[utoipa::path(
+    get,
+    path = "/v1/vouchers/{id}",
+    operation_id = "vouchers_show",
+    tag = "vouchers",
+    summary = "What a voucher is worth and whose it is",
+    params(
+        ("id" = String, Path, description = "The voucher id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Voucher),
+        (status = 404, description = "`unknown_voucher`", body = ErrorBody),
+    ),
+)]
 async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Voucher>> {
     let id = parse_voucher_id(&id)?;
     let now = s.clock.now_ms();
@@ -414,6 +444,28 @@ impl Redeemed {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/vouchers/{id}/redeem",
+    operation_id = "vouchers_redeem",
+    tag = "vouchers",
+    summary = "Redeem a voucher into an account (at most once)",
+    params(
+        ("id" = String, Path, description = "The voucher id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional client key: a retry gets the same answer"),
+    ),
+    request_body = RedeemVoucher,
+    responses(
+        (status = 200, description = "OK", body = Redemption),
+        (status = 401, description = "`pin_required`", body = ErrorBody),
+        (status = 403, description = "`not_allowed`", body = ErrorBody),
+        (status = 404, description = "`unknown_voucher`, `unknown_account`", body = ErrorBody),
+        (status = 409, description = "`voucher_redeemed`, `voucher_failed`", body = ErrorBody),
+        (status = 410, description = "`voucher_voided`, `voucher_expired`", body = ErrorBody),
+        (status = 422, description = "`currency_mismatch`, `limit_exceeded`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+)]
 async fn redeem(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -591,6 +643,25 @@ fn redemption_of(row: &VoucherRow, server: &ServerUrl, now: i64) -> Redemption {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/vouchers/{id}/void",
+    operation_id = "vouchers_void",
+    tag = "vouchers",
+    summary = "Void an unredeemed voucher: the hold goes back to the payer",
+    params(
+        ("id" = String, Path, description = "The voucher id"),
+    ),
+    request_body = VoidVoucher,
+    responses(
+        (status = 200, description = "OK", body = Voucher),
+        (status = 401, description = "`wrong_pin`, `unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_voucher`", body = ErrorBody),
+        (status = 409, description = "`voucher_redeemed`", body = ErrorBody),
+        (status = 410, description = "`voucher_expired`", body = ErrorBody),
+        (status = 423, description = "`account_locked`", body = ErrorBody),
+    ),
+)]
 async fn void(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -673,6 +744,22 @@ pub async fn sweep_expired(s: &AppState) -> ApiResult<usize> {
         .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/vouchers",
+    operation_id = "vouchers_list",
+    tag = "vouchers",
+    summary = "The account's vouchers, newest first, filtered",
+    params(
+        ("id" = String, Path, description = "The account id"),
+        VoucherFilter,
+    ),
+    responses(
+        (status = 200, description = "OK", body = Page<Voucher>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn list(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -724,6 +811,21 @@ async fn list(
     Ok(Json(list))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/voucher-settings",
+    operation_id = "vouchers_get_settings",
+    tag = "vouchers",
+    summary = "The account's voucher limits and rules",
+    params(
+        ("id" = String, Path, description = "The account id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = VoucherSettings),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn get_settings(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -735,6 +837,23 @@ async fn get_settings(
     Ok(Json(settings))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/accounts/{id}/voucher-settings",
+    operation_id = "vouchers_put_settings",
+    tag = "vouchers",
+    summary = "Change the account's voucher limits and rules",
+    params(
+        ("id" = String, Path, description = "The account id"),
+    ),
+    request_body = VoucherSettings,
+    responses(
+        (status = 200, description = "OK", body = VoucherSettings),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded`", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn put_settings(
     State(s): State<AppState>,
     Path(id): Path<String>,

@@ -1,12 +1,13 @@
 //! Plain HTTP resources: the catalog, poster images and a health check; the
 //! link pages live in `paypage` (orders), `voucherpage` and `packetpage` (red packets).
 
+use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use protocol::Catalog;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -15,11 +16,12 @@ use crate::{packetpage, paypage, voucherpage};
 /// Largest poster file served.
 const MAX_POSTER_BYTES: u64 = 4 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/catalog", get(catalog))
+        .route("/docs", get(crate::openapi::reference))
+        .routes(routes!(catalog))
         .route("/assets/posters/{file}", get(poster))
         .route("/P/{id}", get(paypage::show).post(paypage::submit))
         .route("/p/{id}", get(paypage::show).post(paypage::submit))
@@ -29,6 +31,16 @@ pub fn router() -> Router<AppState> {
         .route("/r/{id}", get(packetpage::show).post(packetpage::submit))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/catalog",
+    operation_id = "web_catalog",
+    tag = "orders",
+    summary = "The catalog the TV sells from",
+    responses(
+        (status = 200, description = "OK", body = Catalog),
+    ),
+)]
 async fn catalog(State(s): State<AppState>) -> Json<Catalog> {
     Json(s.catalog.catalog.clone())
 }

@@ -16,13 +16,14 @@
 //! - *Payments never wait for merchants.* Deliveries run on their own tasks, at most
 //!   [`MAX_IN_FLIGHT`] at once; a slow or dead endpoint only delays its own deliveries.
 
+use protocol::ErrorBody;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use protocol::webhook::{
     CreateWebhook, DeliveryState, EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookAttempt,
     WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookPayload,
@@ -59,12 +60,12 @@ const POLL_MS: u64 = 500;
 /// Longest error text kept per attempt.
 const MAX_ERROR_CHARS: usize = 300;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/webhooks", post(create).get(list))
-        .route("/v1/admin/webhooks/{id}", delete(disable))
-        .route("/v1/admin/webhooks/{id}/deliveries", get(deliveries))
-        .route("/v1/admin/webhooks/deliveries/{id}/resend", post(resend))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(disable))
+        .routes(routes!(deliveries))
+        .routes(routes!(resend))
 }
 
 fn check_url(url: &str) -> ApiResult<String> {
@@ -168,6 +169,20 @@ fn endpoint_by_url(
     .transpose()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/webhooks",
+    operation_id = "webhooks_create",
+    tag = "webhooks",
+    summary = "Register a merchant webhook endpoint (the signing secret is shown once)",
+    request_body = CreateWebhook,
+    responses(
+        (status = 200, description = "OK", body = WebhookEndpoint),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn create(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -183,6 +198,18 @@ async fn create(
     Ok(Json(endpoint))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/webhooks",
+    operation_id = "webhooks_list",
+    tag = "webhooks",
+    summary = "The registered webhook endpoints",
+    responses(
+        (status = 200, description = "OK", body = Vec<WebhookEndpoint>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn list(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -205,6 +232,22 @@ async fn list(
 }
 
 /// Removes an endpoint: nothing more is sent to it, and what was still pending fails.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/webhooks/{id}",
+    operation_id = "webhooks_disable",
+    tag = "webhooks",
+    summary = "Remove an endpoint: nothing more is sent to it, pending deliveries fail",
+    params(
+        ("id" = String, Path, description = "The endpoint id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = WebhookEndpoint),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn disable(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -296,6 +339,22 @@ fn delivery(conn: &Connection, id: i64) -> ApiResult<Option<WebhookDelivery>> {
 }
 
 /// The endpoint's delivery log: its newest deliveries, each with its attempts.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/webhooks/{id}/deliveries",
+    operation_id = "webhooks_deliveries",
+    tag = "webhooks",
+    summary = "The endpoint's delivery log: newest deliveries, each with its attempts",
+    params(
+        ("id" = String, Path, description = "The endpoint id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Vec<WebhookDelivery>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn deliveries(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -325,6 +384,22 @@ async fn deliveries(
 }
 
 /// Tries a delivery again now, whatever its state (a merchant fixed its endpoint).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/webhooks/deliveries/{id}/resend",
+    operation_id = "webhooks_resend",
+    tag = "webhooks",
+    summary = "Try a delivery again now, whatever its state",
+    params(
+        ("id" = String, Path, description = "The delivery id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = WebhookDelivery),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
 async fn resend(
     State(s): State<AppState>,
     Path(id): Path<String>,

@@ -14,6 +14,7 @@ mod inprocess;
 mod ledger;
 mod multinode;
 mod offers;
+mod openapi;
 mod packetpage;
 mod packets;
 mod paypage;
