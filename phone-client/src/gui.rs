@@ -627,7 +627,7 @@ pub fn open(options: GuiOptions) -> Result<Gui, GuiError> {
                 };
                 let hit = frames::scan(
                     source,
-                    &Decoder::default(),
+                    &Decoder::for_camera(),
                     accept_couchpay_link(),
                     &options,
                     &AtomicBool::new(false),

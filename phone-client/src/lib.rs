@@ -19,7 +19,7 @@ pub mod wallet;
 pub use companion::{
     Companion, CompanionError, Confirmation, Credentials, OrderRef, SmsCode, accept_pay_link,
 };
-pub use decode::{DecodeReport, Decoder, FRAME_DECODE_BUDGET_MS};
+pub use decode::{Budget, DecodeReport, Decoder, FRAME_DECODE_BUDGET_MS};
 pub use discovery::{Announcer, Browser, Interfaces, NearbyEvent, NearbyOrder, NearbyPackets};
 pub use frames::{
     FolderSource, FrameSource, MemorySource, ScanHit, ScanOptions, ScanProgress, scan,

@@ -399,7 +399,7 @@ async fn scan_for_link(source: Box<dyn FrameSource>, timeout: Duration) -> Resul
         };
         frames::scan(
             source,
-            &Decoder::default(),
+            &Decoder::for_camera(),
             accept_pay_link(),
             &options,
             &cancel,

@@ -15,7 +15,7 @@ fn camera_set_decodes_at_least_95_percent() {
     let link = test_link("http://192.168.1.20:8080").to_string();
     let mut rng = Rng::new(0xC0FFEE);
     let screen = tv_screen(&link, &mut rng);
-    let decoder = Decoder::default();
+    let decoder = Decoder::for_camera();
     let (mut ok, mut total, mut rqrr_only_ok) = (0usize, 0usize, 0usize);
     let mut failures = Vec::new();
     let mut slowest = std::time::Duration::ZERO;
@@ -68,7 +68,7 @@ fn saved_pictures_decode_the_same_way() {
         let mut bytes = std::io::Cursor::new(Vec::new());
         rgb.write_to(&mut bytes, format).unwrap();
         let gray = phone_client::decode::picture_from_bytes(bytes.get_ref()).unwrap();
-        let report = Decoder::default().decode(&gray, &|t| t == link);
+        let report = Decoder::for_camera().decode(&gray, &|t| t == link);
         assert_eq!(report.text.as_deref(), Some(link.as_str()), "{format:?}");
     }
 }

@@ -8,6 +8,7 @@ mod camera_set;
 mod discovery;
 mod fuzz;
 mod hostile;
+mod multi_code;
 mod packets_cli;
 mod real_photos;
 mod refusals;

@@ -50,7 +50,7 @@ fn virtual_camera_finds_the_pay_link_and_skips_the_rest() {
     let mut progress_calls = 0;
     let hit = frames::scan(
         Box::new(source),
-        &Decoder::default(),
+        &Decoder::for_camera(),
         accept_pay_link(),
         &options(),
         &AtomicBool::new(false),
@@ -73,7 +73,7 @@ fn a_source_without_pay_links_ends_not_found() {
         .collect();
     let err = frames::scan(
         Box::new(MemorySource::new(frames, false)),
-        &Decoder::default(),
+        &Decoder::for_camera(),
         accept_pay_link(),
         &options(),
         &AtomicBool::new(false),
@@ -88,7 +88,7 @@ fn a_cancelled_scan_stops() {
     let frames: Vec<GrayImage> = (0..50).map(|_| GrayImage::new(640, 480)).collect();
     let err = frames::scan(
         Box::new(MemorySource::new(frames, true)),
-        &Decoder::default(),
+        &Decoder::for_camera(),
         accept_pay_link(),
         &options(),
         &AtomicBool::new(true),
