@@ -1,12 +1,13 @@
 //! QR decoding that survives photos of a TV screen: several pre-processed views of
-//! each frame are tried with rqrr first and rxing as fallback, within a time budget.
+//! each frame are tried with rqrr first and rxing as fallback, within a budget of work.
 //!
 //! Why several views: rqrr binarises with one running-average threshold, which fails on
 //! inverted codes, low contrast, blur, sensor noise and screen moiré. Each extra view
 //! (local-mean threshold, Otsu after contrast stretch, blur, down- and up-scaling,
 //! inversion) fixes one of those cases cheaply; rxing (a zxing port with its hybrid
 //! binariser and `TryHarder`) catches most of what is left but costs more, so it runs
-//! last and on a bounded image size.
+//! after rqrr's cheapest views: ordered by what each view reads on the real-photo set
+//! for its cost, it comes before the later rqrr views, which together read fewer.
 
 use std::cell::Cell;
 use std::io::Cursor;
@@ -20,7 +21,7 @@ use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, Limits, imageops
 /// Wall-clock cap for decoding one live camera frame, in milliseconds: a camera has a
 /// next frame, so a frame that needs more is not worth waiting for. No new attempt
 /// starts after it; one attempt already running may finish (each is bounded by
-/// [`WORKING_MAX_SIDE_PX`] / [`RXING_MAX_SIDE_PX`]).
+/// [`WORKING_MAX_SIDE_PX`], the size of every view rxing included).
 pub const FRAME_DECODE_BUDGET_MS: u64 = 600;
 /// Work allowed for one live camera frame, in [work units](Budget): every rqrr view of a
 /// 1280×720 frame (9.7 M units) and the first rxing pass (3.7 M), not the second.
@@ -47,8 +48,6 @@ pub const BOX_SHRINK_ABOVE_SIDE_PX: u32 = 4 * WORKING_MAX_SIDE_PX;
 /// Frames smaller than this on their longest side also get an upscaled view, in pixels
 /// (a QR code in a 640×480 frame may have modules under 3 px, below rqrr's comfort).
 pub const UPSCALE_BELOW_SIDE_PX: u32 = 900;
-/// rxing runs on at most this many pixels on the longest side (its cost is ~quadratic).
-pub const RXING_MAX_SIDE_PX: u32 = 1280;
 /// Largest picture file accepted, in bytes.
 pub const MAX_PICTURE_BYTES: usize = 40 * 1024 * 1024;
 /// Largest picture accepted, in pixels per side.
@@ -275,6 +274,12 @@ impl Decoder {
             return;
         }
         drop(adaptive);
+        // 2b. rxing: hybrid binariser, TryHarder, also inverted. After rqrr's two cheap
+        // views it reads more pictures than all the later rqrr views together, so it
+        // runs here, not last (measured on the real-photo set: see `real_photos`).
+        if self.use_rxing && run.rxing("rxing/tryharder", &work) {
+            return;
+        }
         // 3. A smoothed view: noise and screen moiré break finder-pattern runs.
         let smooth = box_blur(&work, 1);
         if run.rqrr_bits(
@@ -347,16 +352,7 @@ impl Decoder {
         if !self.use_rxing {
             return;
         }
-        // 7. rxing: hybrid binariser, TryHarder, also inverted; on a bounded size.
-        let for_rxing = if work_long > RXING_MAX_SIDE_PX {
-            let (sw, sh) = scaled(work.w as u32, work.h as u32, RXING_MAX_SIDE_PX);
-            work.resized(sw, sh, imageops::FilterType::Triangle)
-        } else {
-            work.clone()
-        };
-        if run.rxing("rxing/tryharder", &for_rxing) {
-            return;
-        }
+        // 7. rxing on the sharpened view.
         run.rxing("rxing/sharpened", &sharp);
     }
 }
