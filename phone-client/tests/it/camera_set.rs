@@ -20,12 +20,16 @@ fn camera_set_decodes_at_least_95_percent() {
     let mut failures = Vec::new();
     let mut slowest = std::time::Duration::ZERO;
     for (w, h) in [(1280, 720), (640, 480)] {
+        let mut times = Vec::new();
+        let mut work = Vec::new();
         for i in 0..FRAMES_PER_SIZE {
             let shot = Shot::random(&mut rng, w, h);
             let frame = photograph(&screen, &shot, &mut rng);
             let report = decoder.decode(&frame, &|t| t == link);
             total += 1;
             slowest = slowest.max(report.elapsed);
+            times.push(report.elapsed);
+            work.push(report.work);
             if report.text.as_deref() == Some(link.as_str()) {
                 ok += 1;
                 if report.method.is_some_and(|m| m.starts_with("rqrr")) {
@@ -35,6 +39,18 @@ fn camera_set_decodes_at_least_95_percent() {
                 failures.push(format!("{w}x{h} #{i}: {shot:?}"));
             }
         }
+        times.sort();
+        let ms =
+            |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+        work.sort();
+        let units = |p: f64| work[((work.len() - 1) as f64 * p).round() as usize] as f64 / 1e6;
+        println!(
+            "{w}x{h} frames: decode p50 {:.1} ms, p95 {:.1} ms; work p50 {:.2} M, p95 {:.2} M units",
+            ms(0.5),
+            ms(0.95),
+            units(0.5),
+            units(0.95)
+        );
     }
     let rate = ok as f64 / total as f64;
     println!(
