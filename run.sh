@@ -39,6 +39,7 @@ if ! kill -0 "$server_pid" 2>/dev/null; then
   exit 1
 fi
 echo "run.sh: developer console at $server/console (admin token: $admin_token)"
+echo "run.sh: API reference at $server/docs (OpenAPI 3.1: $server/v1/openapi.json)"
 # The TV and the companion retry with backoff until the server answers.
 target/debug/couchpay-gui --server "$server" "${phone_mdns[@]}" &
 pids+=($!)
