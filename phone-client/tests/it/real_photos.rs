@@ -105,18 +105,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[ignore = "needs the real-photo set: run tools/fetch-qr-photos.sh, then --ignored"]
 fn real_world_photos_decode_like_zxing_cpp() {
     let root = photo_root();
-    let mut sets: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| {
-            panic!(
-                "no photo set at {} ({e}); run tools/fetch-qr-photos.sh first",
-                root.display()
-            )
-        })
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    sets.sort();
-    assert!(!sets.is_empty(), "{} holds no photo sets", root.display());
+    let photos = load_set(&root);
+    assert!(!photos.is_empty(), "{} holds no photo sets", root.display());
 
     let full = Decoder::default();
     let rqrr_pipeline = Decoder::default().rqrr_only();
@@ -131,30 +121,25 @@ fn real_world_photos_decode_like_zxing_cpp() {
         "{:<10} {:>4} {:>8} {:>10} {:>8} {:>6}",
         "set", "n", "rqrr", "rqrr+prep", "full", "other"
     );
-    for set in &sets {
-        let mut pictures: Vec<PathBuf> = std::fs::read_dir(set)
-            .expect("readable set")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "png" || x == "jpg"))
-            .collect();
-        pictures.sort();
+    for set in photos.chunk_by(|a, b| a.set == b.set) {
         let mut tally = Tally::default();
-        for pic in &pictures {
-            let Some(expected) = expected_text(&pic.with_extension("txt")) else {
-                continue;
-            };
-            let img = picture_from_path(pic)
-                .unwrap_or_else(|e| panic!("{} does not load: {e}", pic.display()));
+        for Photo {
+            name,
+            img,
+            expected,
+            ..
+        } in set
+        {
             tally.total += 1;
-            if plain_rqrr(&img).contains(&expected) {
+            if plain_rqrr(img).contains(expected) {
                 tally.plain += 1;
             }
-            let accept = |t: &str| normalise(t) == expected;
-            if rqrr_pipeline.decode(&img, &accept).text.is_some() {
+            let accept = |t: &str| normalise(t) == *expected;
+            if rqrr_pipeline.decode(img, &accept).text.is_some() {
                 tally.rqrr_pipeline += 1;
             }
             let started = Instant::now();
-            let report = full.decode(&img, &accept);
+            let report = full.decode(img, &accept);
             times.push(started.elapsed());
             if let Some(method) = report.method {
                 *by_view.entry(method).or_insert(0usize) += 1;
@@ -166,20 +151,17 @@ fn real_world_photos_decode_like_zxing_cpp() {
             if report.text.is_some() {
                 tally.full += 1;
             } else {
-                misses.push(pic.strip_prefix(&root).unwrap_or(pic).display().to_string());
+                misses.push(name.clone());
             }
             // Another text than ZXing's expectation: in this set, the second code of a
             // "double QR" picture, or a designed code whose text differs by a word
             // (Reed-Solomon checked, so read as printed). Shown, not counted as a read.
-            for t in report.seen.iter().filter(|t| normalise(t) != expected) {
+            for t in report.seen.iter().filter(|t| normalise(t) != *expected) {
                 tally.other += 1;
-                println!("other text in {}: {t:?}", pic.display());
+                println!("other text in {name}: {t:?}");
             }
         }
-        println!(
-            "{}",
-            tally.line(&set.file_name().unwrap().to_string_lossy())
-        );
+        println!("{}", tally.line(&set[0].set));
         overall.add(&tally);
     }
     println!("{}", overall.line("all"));
@@ -214,8 +196,18 @@ fn real_world_photos_decode_like_zxing_cpp() {
     );
 }
 
-/// Every picture of the set with its expected text, loaded.
-fn load_set(root: &Path) -> Vec<(String, image::GrayImage, String)> {
+/// One picture of the set, loaded, with the text it encodes.
+struct Photo {
+    /// The set's folder, e.g. `qrcode-2`.
+    set: String,
+    /// `set/file`, as misses are reported.
+    name: String,
+    img: image::GrayImage,
+    expected: String,
+}
+
+/// Every picture of every set under `root` with its expected text, set by set.
+fn load_set(root: &Path) -> Vec<Photo> {
     let mut out = Vec::new();
     let mut sets: Vec<PathBuf> = std::fs::read_dir(root)
         .unwrap_or_else(|e| {
@@ -235,6 +227,7 @@ fn load_set(root: &Path) -> Vec<(String, image::GrayImage, String)> {
             .filter(|p| p.extension().is_some_and(|x| x == "png" || x == "jpg"))
             .collect();
         pictures.sort();
+        let set_name = set.file_name().unwrap().to_string_lossy().into_owned();
         for pic in pictures {
             let Some(expected) = expected_text(&pic.with_extension("txt")) else {
                 continue;
@@ -242,20 +235,28 @@ fn load_set(root: &Path) -> Vec<(String, image::GrayImage, String)> {
             let img = picture_from_path(&pic)
                 .unwrap_or_else(|e| panic!("{} does not load: {e}", pic.display()));
             let name = pic.strip_prefix(root).unwrap_or(&pic).display().to_string();
-            out.push((name, img, expected));
+            out.push(Photo {
+                set: set_name.clone(),
+                name,
+                img,
+                expected,
+            });
         }
     }
     out
 }
 
 /// The pictures `decoder` reads, and the time each took.
-fn read_all(
-    decoder: &Decoder,
-    set: &[(String, image::GrayImage, String)],
-) -> (Vec<String>, Vec<Duration>) {
+fn read_all(decoder: &Decoder, set: &[Photo]) -> (Vec<String>, Vec<Duration>) {
     let mut read = Vec::new();
     let mut times = Vec::new();
-    for (name, img, expected) in set {
+    for Photo {
+        name,
+        img,
+        expected,
+        ..
+    } in set
+    {
         let started = Instant::now();
         let report = decoder.decode(img, &|t| normalise(t) == *expected);
         times.push(started.elapsed());
