@@ -85,9 +85,6 @@ impl Modify for Security {
     }
 }
 
-/// Adds the errors any endpoint may answer to every operation that does not list them.
-struct CommonErrors;
-
 /// Status and codes of the errors every endpoint may answer (bad input, overload).
 const COMMON: &[(&str, &[ErrorCode])] = &[
     ("400", &[ErrorCode::InvalidRequest]),
@@ -97,28 +94,32 @@ const COMMON: &[(&str, &[ErrorCode])] = &[
     ("503", &[ErrorCode::Unavailable]),
 ];
 
-impl Modify for CommonErrors {
-    fn modify(&self, doc: &mut OpenApi) {
-        for item in doc.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                add_common_errors(op);
-            }
+/// A response's description: its codes, as `` `a`, `b` ``.
+fn listed(codes: &[ErrorCode]) -> String {
+    let codes: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
+    codes.join(", ")
+}
+
+/// Adds the errors any endpoint may answer to every operation that does not list them.
+fn add_common_errors(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            add_common_errors_to(op);
         }
     }
 }
 
-fn add_common_errors(op: &mut Operation) {
+fn add_common_errors_to(op: &mut Operation) {
     for (status, codes) in COMMON {
-        let codes: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
-        let codes = codes.join(", ");
+        let codes = listed(codes);
         match op.responses.responses.get_mut(*status) {
             Some(RefOr::T(response)) => {
                 if !response.description.contains(codes.as_str()) {
@@ -169,7 +170,7 @@ pub fn api() -> OpenApiRouter<AppState> {
 pub fn openapi() -> OpenApi {
     let (_, mut doc) = api().split_for_parts();
     // `split_for_parts` merged the handlers' paths after `ApiDoc`'s modifiers ran.
-    CommonErrors.modify(&mut doc);
+    add_common_errors(&mut doc);
     doc
 }
 
@@ -425,15 +426,9 @@ fn operation_html(path: &str, method: &str, op: &serde_json::Value, out: &mut St
 
 /// Is this response one of [`COMMON`], as [`add_common_errors`] wrote it?
 fn is_common(status: &str, description: &str) -> bool {
-    COMMON.iter().any(|(s, codes)| {
-        *s == status
-            && codes
-                .iter()
-                .map(|c| format!("`{}`", c.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
-                == description
-    })
+    COMMON
+        .iter()
+        .any(|(s, codes)| *s == status && listed(codes) == description)
 }
 
 /// The reference page: operations grouped by tag, then every schema.
