@@ -3,11 +3,19 @@
 //! The domain modules run their SQL through [`crate::db`] and do not know which.
 //!
 //! SQLite allows one writer at a time, and a durable commit costs an fsync. The writer
-//! thread takes every write job that is waiting (up to `max_batch`), runs each inside its
-//! own savepoint of one `BEGIN IMMEDIATE` transaction, commits once with
-//! `synchronous=FULL`, and only then answers the callers and publishes their events.
-//! So an acknowledged write has reached the disk, and one fsync is shared by many.
-//! `max_batch = 1` is the naive one-transaction-per-request baseline.
+//! thread takes every write job that is waiting (up to `max_batch`), runs them in one
+//! `BEGIN IMMEDIATE` transaction, commits once with `synchronous=FULL`, and only then
+//! answers the callers and publishes their events. So an acknowledged write has reached
+//! the disk, and one fsync is shared by many. `max_batch = 1` is the naive
+//! one-transaction-per-request baseline.
+//!
+//! A job that fails must leave no trace, while the others in its batch commit. On
+//! PostgreSQL each job runs in a savepoint of its own. On SQLite a savepoint costs a
+//! copy of every page the job touches (a tenth of the writer's time, profiled), and
+//! almost every failure happens before a job writes anything (an order already paid,
+//! too little money): so the writer runs jobs bare and checks SQLite's count of changed
+//! rows instead. A job that failed after changing rows has the batch rolled back and run
+//! again with a savepoint per job ([`Isolation`]).
 //!
 //! PostgreSQL gets the same treatment, with several writer threads per server process
 //! (`--pg-writers`), each with its own connection, taking turns at the queue: each runs
@@ -109,12 +117,35 @@ const MIGRATION_LOCK: i64 = 0x636f_7563_6870_6179; // "couchpay"
 /// `unavailable`.
 const MAX_BATCH_ATTEMPTS: u32 = 5;
 
+/// How the jobs of a batch are kept apart, so that a failed one leaves no trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isolation {
+    /// Each job in a savepoint of its own, rolled back when it fails.
+    Savepoints,
+    /// SQLite only: no savepoints. A job that fails without having changed a row
+    /// (SQLite's `total_changes`, which counts rows changed by triggers too, and not
+    /// those of a failed statement, which SQLite undoes itself) left nothing to undo.
+    Bare,
+}
+
+/// What became of a job in its batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobRun {
+    /// Succeeded, or failed leaving nothing behind: the batch may go on.
+    Done,
+    /// Failed with a conflict with another transaction (PostgreSQL).
+    Conflict,
+    /// Failed after changing rows, with no savepoint to undo them ([`Isolation::Bare`]):
+    /// the batch must be run again with savepoints.
+    Unguarded,
+}
+
 /// A write job in the writer's batch. `run` may be called more than once: a batch that
 /// conflicts with another node's transaction is rolled back and run again whole.
 trait WriteJob: Send {
-    /// Runs the job in its own savepoint of the open transaction; the events of a job that
-    /// succeeded go to `events`. Returns `false` when it failed with a conflict.
-    fn run(&mut self, conn: &Connection, events: &mut Vec<Event>) -> bool;
+    /// Runs the job in the open transaction, kept apart from the others as `isolation`
+    /// says; the events of a job that succeeded go to `events`.
+    fn run(&mut self, conn: &Connection, events: &mut Vec<Event>, isolation: Isolation) -> JobRun;
     /// Answers the caller once the fate of the batch is known.
     fn finish(self: Box<Self>, batch: Result<(), BatchError>);
 }
@@ -132,15 +163,37 @@ where
     T: Send,
     F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<T> + Send,
 {
-    fn run(&mut self, conn: &Connection, events: &mut Vec<Event>) -> bool {
+    fn run(&mut self, conn: &Connection, events: &mut Vec<Event>, isolation: Isolation) -> JobRun {
         let mut mine = Vec::new();
-        let result = run_in_savepoint(conn, |c| (self.f)(c, &mut mine));
+        let result = match isolation {
+            Isolation::Savepoints => run_in_savepoint(conn, |c| (self.f)(c, &mut mine)),
+            Isolation::Bare => {
+                let changes = || conn.as_sqlite().map(rusqlite::Connection::total_changes);
+                let before = changes();
+                let result = (self.f)(conn, &mut mine);
+                if result.is_err() && changes() != before {
+                    self.result = None;
+                    return JobRun::Unguarded;
+                }
+                let mut deferred = conn.deferred().borrow_mut();
+                if result.is_ok() {
+                    deferred.job_succeeded();
+                } else {
+                    deferred.job_failed();
+                }
+                result
+            }
+        };
         let conflict = matches!(result, Err(ApiError::Conflict(_)));
         if result.is_ok() {
             events.append(&mut mine);
         }
         self.result = Some(result);
-        !conflict
+        if conflict {
+            JobRun::Conflict
+        } else {
+            JobRun::Done
+        }
     }
 
     fn finish(self: Box<Self>, batch: Result<(), BatchError>) {
@@ -522,12 +575,20 @@ fn writer_loop(conn: Connection, ctx: WriterCtx) {
     } = ctx;
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut events = Vec::new();
+    let mut guarded = Guarded::default();
     loop {
         next_batch(&rx, max_batch, &mut batch);
         if batch.is_empty() {
             break;
         }
-        let outcome = run_batch(&conn, &mut batch, &mut events, outbox.as_ref(), &*clock);
+        let outcome = run_batch(
+            &conn,
+            &mut batch,
+            &mut events,
+            outbox.as_ref(),
+            &*clock,
+            &mut guarded,
+        );
         if matches!(outcome, Ok(true)) {
             webhooks_due.notify_one();
         }
@@ -580,15 +641,43 @@ fn commit_batch(
     Ok(hooks)
 }
 
+/// Batches run with savepoints after one had to be run again for a job that failed
+/// after writing: if such jobs keep coming (a client repeating one), running each batch
+/// twice would cost more than the savepoints.
+const GUARDED_BATCHES_AFTER_RERUN: u32 = 64;
+
+/// When the writer uses [`Isolation::Bare`]: on SQLite, unless a recent batch had to be
+/// run again.
+#[derive(Debug, Default)]
+struct Guarded {
+    /// Batches still to run with savepoints.
+    left: u32,
+}
+
+impl Guarded {
+    fn isolation(&mut self, backend: Backend) -> Isolation {
+        if backend == Backend::Postgres {
+            return Isolation::Savepoints;
+        }
+        if self.left > 0 {
+            self.left -= 1;
+            return Isolation::Savepoints;
+        }
+        Isolation::Bare
+    }
+}
+
 /// Runs `batch` in one transaction and commits it, running it again whole after a
-/// conflict with another node (up to [`MAX_BATCH_ATTEMPTS`] in all). Returns whether
-/// webhook deliveries were written.
+/// conflict with another node (up to [`MAX_BATCH_ATTEMPTS`] in all), or with savepoints
+/// after a job failed having written rows outside one. Returns whether webhook
+/// deliveries were written.
 fn run_batch(
     conn: &Connection,
     batch: &mut [Job],
     events: &mut Vec<Event>,
     outbox: Option<&Outbox>,
     clock: &dyn Clock,
+    guarded: &mut Guarded,
 ) -> Result<bool, BatchError> {
     let begin = match conn.backend() {
         Backend::Sqlite => "BEGIN IMMEDIATE",
@@ -599,6 +688,7 @@ fn run_batch(
     // unless one was refused: then the batch runs again crediting as it goes, so that
     // the job at fault fails alone.
     let mut defer = true;
+    let mut isolation = guarded.isolation(conn.backend());
     loop {
         events.clear();
         conn.deferred().borrow_mut().reset(defer);
@@ -612,15 +702,35 @@ fn run_batch(
         }
         let last = attempt >= MAX_BATCH_ATTEMPTS;
         let mut conflict = false;
+        let mut unguarded = false;
         for job in batch.iter_mut() {
-            if !job.run(conn, events) {
-                conflict = true;
-                // On the last attempt the conflicting jobs fail alone (their savepoints
-                // are undone) and the rest commit.
-                if !last {
+            match job.run(conn, events, isolation) {
+                JobRun::Done => {}
+                JobRun::Conflict => {
+                    conflict = true;
+                    // On the last attempt the conflicting jobs fail alone (their
+                    // savepoints are undone) and the rest commit.
+                    if !last {
+                        break;
+                    }
+                }
+                JobRun::Unguarded => {
+                    unguarded = true;
                     break;
                 }
             }
+        }
+        if unguarded {
+            // A failed job's rows cannot be taken back alone: undo the batch and run it
+            // again with savepoints. Not a conflict, so no attempt is used up.
+            let _ = conn.execute_batch("ROLLBACK");
+            isolation = Isolation::Savepoints;
+            guarded.left = GUARDED_BATCHES_AFTER_RERUN;
+            tracing::debug!(
+                jobs = batch.len(),
+                "a job failed after writing; savepoints on"
+            );
+            continue;
         }
         let committed = if conflict && !last {
             Err(BatchError::Conflict("a job conflicted".into()))
