@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use protocol::ServerUrl;
 
 use crate::db::Database;
-use crate::store::{DEFAULT_MAX_BATCH, DEFAULT_PG_WRITERS, DEFAULT_READERS};
+use crate::store::{
+    DEFAULT_MAX_BATCH, DEFAULT_PG_WRITERS, DEFAULT_READERS, DEFAULT_WAL_RESTART_MIB,
+};
 use crate::{limits, webhooks};
 
 /// Default lifetime of an order before it expires.
@@ -66,6 +68,11 @@ pub struct Config {
     /// Database connections for reads (besides the writer connections).
     #[arg(long, global = true, env = "COUCHPAY_POOL_SIZE", default_value_t = DEFAULT_READERS)]
     pub pool_size: usize,
+    /// SQLite: MiB of write-ahead log past which the log is started again from its
+    /// beginning (the writer pauses a few milliseconds for it).
+    #[arg(long, global = true, env = "COUCHPAY_WAL_RESTART_MIB",
+          default_value_t = DEFAULT_WAL_RESTART_MIB)]
+    pub wal_restart_mib: u64,
     /// Do not create the demo accounts on first start.
     #[arg(long, global = true, env = "COUCHPAY_NO_DEMO")]
     pub no_demo: bool,
@@ -121,6 +128,7 @@ impl Config {
             max_batch: DEFAULT_MAX_BATCH,
             pg_writers: DEFAULT_PG_WRITERS,
             pool_size: DEFAULT_READERS,
+            wal_restart_mib: DEFAULT_WAL_RESTART_MIB,
             no_demo: false,
             header_read_timeout_ms: limits::DEFAULT_HEADER_READ_TIMEOUT_MS,
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,

@@ -59,7 +59,7 @@ pub use clock::{Clock, ManualClock, SystemClock, TestClock};
 pub use config::Config;
 use events::Hub;
 use ratelimit::RateLimiter;
-use store::Store;
+use store::{Store, StoreOptions};
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
@@ -107,20 +107,17 @@ impl AppState {
         let updates = devices::Updates::load(&config.updates_dir())?;
         let hub = Arc::new(Hub::new());
         let store = {
-            let (database, max_batch, pg_writers, pool_size, hub, clock) = (
-                config.database.clone(),
-                config.max_batch,
-                config.pg_writers,
-                config.pool_size,
-                hub.clone(),
-                clock.clone(),
-            );
+            let (database, hub, clock) = (config.database.clone(), hub.clone(), clock.clone());
+            let options = StoreOptions {
+                max_batch: config.max_batch,
+                pg_writers: config.pg_writers,
+                readers: config.pool_size,
+                wal_restart_mib: config.wal_restart_mib,
+            };
             // Connecting and migrating block (the PostgreSQL client is synchronous).
-            tokio::task::spawn_blocking(move || {
-                Store::open(&database, max_batch, pg_writers, pool_size, hub, clock)
-            })
-            .await?
-            .with_context(|| format!("opening database {}", config.database))?
+            tokio::task::spawn_blocking(move || Store::open(&database, &options, hub, clock))
+                .await?
+                .with_context(|| format!("opening database {}", config.database))?
         };
         seed::run(&store, &catalog, !config.no_demo, clock.now_ms()).await?;
         let csrf_key = cookie::Key::from(&store.secret("csrf").await?);
