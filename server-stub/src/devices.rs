@@ -852,8 +852,19 @@ pub async fn seed_demo(s: &crate::Inner, now: i64) -> anyhow::Result<()> {
     let pin_hash = tokio::task::spawn_blocking(move || crate::pin::hash_pin(&pin)).await??;
     let server = s.public_url.clone();
     let currency = s.catalog.currency;
-    s.store
+    let created = s
+        .store
         .write(move |conn, events| {
+            // Another node starting beside this one may have seeded since the check above.
+            conn.lock_key(crate::seed::SEED_LOCK)?;
+            let seeded = conn
+                .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
+                .query_row([DEMO_SOLD.0], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if seeded {
+                return Ok(false);
+            }
             let buyer = AccountId::parse(DEMO_BUYER.0).map_err(ApiError::internal)?;
             if ledger::get_account(conn, buyer.as_str())?.is_none() {
                 ledger::create_account(
@@ -909,10 +920,13 @@ pub async fn seed_demo(s: &crate::Inner, now: i64) -> anyhow::Result<()> {
                 demo_hash(DEMO_DISPLAY.1)?,
                 now
             ])?;
-            Ok(())
+            Ok(true)
         })
         .await
         .map_err(|e| anyhow::anyhow!("seeding demo devices: {e:?}"))?;
+    if !created {
+        return Ok(());
+    }
     tracing::info!(
         sold = DEMO_SOLD.0,
         display = DEMO_DISPLAY.0,

@@ -24,6 +24,9 @@ pub const DEMO_PHONES: &[(&str, &str, &str)] = &[
     ("+15550100003", "carol", "3 High Street, Oxford"),
 ];
 
+/// The advisory lock the seeding takes on PostgreSQL (SQLite has one writer).
+pub(crate) const SEED_LOCK: &str = "couchpay:seed";
+
 pub async fn run(
     store: &Store,
     catalog: &catalog::Store,
@@ -34,6 +37,10 @@ pub async fn run(
     let currency = catalog.currency;
     store
         .write(move |conn, _| {
+            // Nodes starting together on one PostgreSQL database take turns here, and
+            // each sees what the one before it created (the check below runs after the
+            // lock is held): the first creates the accounts, the others find them.
+            conn.lock_key(SEED_LOCK)?;
             for m in &merchants {
                 if ledger::get_account(conn, m.id.as_str())?.is_none() {
                     ledger::create_account(
@@ -69,11 +76,20 @@ pub async fn run(
         let hash = tokio::task::spawn_blocking(move || hash_pin(&pin)).await??;
         hashed.push((id, name, hash, wallet, card));
     }
-    store
-        .write(move |conn, _| seed_payers(conn, currency, &hashed, now_ms))
+    let created = store
+        .write(move |conn, _| {
+            conn.lock_key(SEED_LOCK)?;
+            // Another node may have seeded since the check above.
+            if ledger::get_account(conn, first)?.is_some() {
+                return Ok(false);
+            }
+            seed_payers(conn, currency, &hashed, now_ms).map(|()| true)
+        })
         .await
         .map_err(|e| anyhow::anyhow!("seeding demo accounts: {e:?}"))?;
-    tracing::info!("created demo accounts alice, bob, carol (see README)");
+    if created {
+        tracing::info!("created demo accounts alice, bob, carol (see README)");
+    }
     Ok(())
 }
 

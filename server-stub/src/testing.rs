@@ -82,7 +82,8 @@ impl TestServer {
 
     /// `n` server nodes on one fresh PostgreSQL schema, as a cluster behind a load
     /// balancer would run: each has its own writer, readers, outbox relay, HTTP listener
-    /// and clock. They start one after the other (the first seeds the demo data).
+    /// and clock. They start all at once, as a cluster's nodes do (one of them seeds the
+    /// demo data).
     ///
     /// Needs [`TEST_POSTGRES_ENV`]: panics when it is not set.
     pub async fn start_nodes(n: usize) -> Vec<Self> {
@@ -100,12 +101,11 @@ impl TestServer {
     /// server at `url`, after `tweak` adjusts each node's configuration.
     pub async fn start_nodes_on(url: String, n: usize, tweak: impl Fn(&mut Config)) -> Vec<Self> {
         let database = crate::db::Database::Postgres(fresh_postgres_schema(url).await);
-        let mut nodes = Vec::with_capacity(n);
-        for _ in 0..n {
+        let starting = (0..n).map(|_| {
             let dir = tempfile::tempdir().expect("temp dir");
-            nodes.push(Self::start_on(dir, database.clone(), &tweak).await);
-        }
-        nodes
+            Self::start_on(dir, database.clone(), &tweak)
+        });
+        futures_util::future::join_all(starting).await
     }
 
     async fn start_on(

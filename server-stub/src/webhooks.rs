@@ -100,6 +100,9 @@ fn register(
     ledger::get_account(conn, merchant.as_str())?
         .filter(|a| a.kind == "merchant")
         .ok_or(ApiError::UnknownAccount)?;
+    // Nodes registering for one merchant at once (each reading the same webhooks file
+    // at start) take turns, so the checks below see each other's endpoints.
+    conn.lock_key(&format!("webhooks:{merchant}"))?;
     if let Some(existing) = endpoint_by_url(conn, merchant, url)? {
         return Ok(existing);
     }
