@@ -4,10 +4,10 @@
 //! Why several views: rqrr binarises with one running-average threshold, which fails on
 //! inverted codes, low contrast, blur, sensor noise and screen moiré. Each extra view
 //! (local-mean threshold, Otsu after contrast stretch, blur, down- and up-scaling,
-//! inversion) fixes one of those cases cheaply; rxing (a zxing port with its hybrid
-//! binariser and `TryHarder`) catches most of what is left but costs more, so it runs
-//! after rqrr's cheapest views: ordered by what each view reads on the real-photo set
-//! for its cost, it comes before the later rqrr views, which together read fewer.
+//! inversion) fixes one of those cases; rxing (a zxing port with its hybrid binariser
+//! and `TryHarder`) catches most of what rqrr's own view leaves. The views are ordered
+//! by what each reads on the real-photo set for its time: rqrr's own view first, rxing
+//! second, then the other rqrr views, which together read two pictures of the set.
 
 use std::cell::Cell;
 use std::io::Cursor;
@@ -265,7 +265,16 @@ impl Decoder {
         if run.rqrr_native("rqrr/native", &work) {
             return;
         }
-        // 2. Local-mean threshold in both polarities: uneven lighting and inverted codes.
+        // 2. rxing: hybrid binariser, TryHarder, also inverted. Measured on the
+        // real-photo set (see `real_photos`), it reads every picture rqrr's adaptive
+        // views read after the native one and twice as many more, and where nothing is
+        // found it gives up in under a millisecond, where each rqrr view takes about
+        // seven (rqrr's time goes into fitting grids to candidate finder patterns, not
+        // into pixels): so it runs second.
+        if self.use_rxing && run.rxing("rxing/tryharder", &work) {
+            return;
+        }
+        // 3. Local-mean threshold in both polarities: uneven lighting and inverted codes.
         let adaptive = adaptive_threshold(&work, work_long as usize / 24, 8);
         if run.rqrr_bits("rqrr/adaptive", &adaptive) {
             return;
@@ -274,13 +283,7 @@ impl Decoder {
             return;
         }
         drop(adaptive);
-        // 2b. rxing: hybrid binariser, TryHarder, also inverted. After rqrr's two cheap
-        // views it reads more pictures than all the later rqrr views together, so it
-        // runs here, not last (measured on the real-photo set: see `real_photos`).
-        if self.use_rxing && run.rxing("rxing/tryharder", &work) {
-            return;
-        }
-        // 3. A smoothed view: noise and screen moiré break finder-pattern runs.
+        // 4. A smoothed view: noise and screen moiré break finder-pattern runs.
         let smooth = box_blur(&work, 1);
         if run.rqrr_bits(
             "rqrr/smooth-adaptive",
@@ -288,7 +291,7 @@ impl Decoder {
         ) {
             return;
         }
-        // 3b. Unsharp masking: defocus and hand shake smear modules into each other.
+        // 4b. Unsharp masking: defocus and hand shake smear modules into each other.
         let sharp = unsharp(&work, &box_blur(&work, 2));
         if run.rqrr_native("rqrr/sharpened-native", &sharp) {
             return;
@@ -299,7 +302,7 @@ impl Decoder {
         ) {
             return;
         }
-        // 4. Contrast stretch + Otsu: washed-out or dark photos of the screen.
+        // 5. Contrast stretch + Otsu: washed-out or dark photos of the screen.
         let stretched = stretch(&smooth);
         let otsu = global_threshold(&stretched, otsu_level(&stretched));
         if run.rqrr_bits("rqrr/otsu", &otsu) {
@@ -309,7 +312,7 @@ impl Decoder {
             return;
         }
         drop(otsu);
-        // 5. Scale: a small code gains from upscaling, a huge blurry one from halving.
+        // 6. Scale: a small code gains from upscaling, a huge blurry one from halving.
         if work_long < UPSCALE_BELOW_SIDE_PX {
             let up = smooth.resized(
                 (smooth.w * 2) as u32,
@@ -340,7 +343,7 @@ impl Decoder {
                 return;
             }
         }
-        // 6. Low contrast: a finer threshold on the stretched picture, both polarities.
+        // 7. Low contrast: a finer threshold on the stretched picture, both polarities.
         let fine = adaptive_threshold(&stretched, work_long as usize / 16, 3);
         if run.rqrr_bits("rqrr/fine-adaptive", &fine) {
             return;
@@ -352,7 +355,7 @@ impl Decoder {
         if !self.use_rxing {
             return;
         }
-        // 7. rxing on the sharpened view.
+        // 8. rxing on the sharpened view.
         run.rxing("rxing/sharpened", &sharp);
     }
 }
