@@ -7,13 +7,16 @@
 //! inversion) fixes one of those cases; rxing (a zxing port with its hybrid binariser
 //! and `TryHarder`) catches most of what rqrr's own view leaves. The views are ordered
 //! by what each reads on the real-photo set for its time: rqrr's own view first, rxing
-//! second, then the other rqrr views, which together read two pictures of the set.
+//! second, then the other rqrr views, which together read two pictures of the set. Those
+//! run in two halves on two threads, so a picture nothing reads (the slowest case, as
+//! it goes through every view) costs about half the time.
 
 use std::cell::Cell;
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, Limits, imageops};
@@ -219,12 +222,17 @@ impl Decoder {
     }
 
     /// Decodes any QR code in `frame`; the first text that `accept` likes wins.
-    pub fn decode(&self, frame: &GrayImage, accept: &dyn Fn(&str) -> bool) -> DecodeReport {
+    pub fn decode(
+        &self,
+        frame: &GrayImage,
+        accept: &(dyn Fn(&str) -> bool + Sync),
+    ) -> DecodeReport {
         let start = Instant::now();
+        let shared = Shared::default();
         let mut run = Run {
             start,
             budget: self.budget,
-            work: 0,
+            shared: &shared,
             accept,
             report: DecodeReport::default(),
         };
@@ -259,7 +267,6 @@ impl Decoder {
         } else {
             Luma::from_gray(frame)
         };
-        let work_long = work.w.max(work.h) as u32;
 
         // 1. rqrr's own binarisation: fast and good on clean, upright captures.
         if run.rqrr_native("rqrr/native", &work) {
@@ -274,8 +281,37 @@ impl Decoder {
         if self.use_rxing && run.rxing("rxing/tryharder", &work) {
             return;
         }
+        // The other rqrr views each read a picture in a hundred, so most pictures that
+        // get this far are read by none: two halves run side by side, on this thread
+        // and one more, and the first accepted text stops both (at their next view).
+        // Every rqrr view fits in a camera frame's work budget after the two above, so
+        // the same views run as they would one after the other.
+        let smooth = box_blur(&work, 1);
+        // 7. Unsharp masking: defocus and hand shake smear modules into each other.
+        let sharp = unsharp(&work, &box_blur(&work, 2));
+        std::thread::scope(|scope| {
+            let mut other = run.fork();
+            let (work, smooth, sharp) = (&work, &smooth, &sharp);
+            let second = scope.spawn(move || {
+                Self::sharpened_and_scaled_views(&mut other, work, smooth, sharp);
+                other.report
+            });
+            Self::threshold_views(run, work, smooth);
+            // A panic in the other half (outside `guarded`) only loses its views.
+            run.merge(second.join().unwrap_or_default());
+        });
+        // 9. rxing on the sharpened view, with what is left of the budget once both
+        // halves are done (a camera frame's budget has no room for it).
+        if self.use_rxing && run.report.text.is_none() {
+            run.rxing("rxing/sharpened", &sharp);
+        }
+    }
+
+    /// Local-mean, Otsu and fine thresholds, each in both polarities where it matters.
+    fn threshold_views(run: &mut Run<'_>, work: &Luma, smooth: &Luma) {
+        let work_long = work.w.max(work.h);
         // 3. Local-mean threshold in both polarities: uneven lighting and inverted codes.
-        let adaptive = adaptive_threshold(&work, work_long as usize / 24, 8);
+        let adaptive = adaptive_threshold(work, work_long / 24, 8);
         if run.rqrr_bits("rqrr/adaptive", &adaptive) {
             return;
         }
@@ -284,26 +320,14 @@ impl Decoder {
         }
         drop(adaptive);
         // 4. A smoothed view: noise and screen moiré break finder-pattern runs.
-        let smooth = box_blur(&work, 1);
         if run.rqrr_bits(
             "rqrr/smooth-adaptive",
-            &adaptive_threshold(&smooth, work_long as usize / 24, 6),
-        ) {
-            return;
-        }
-        // 4b. Unsharp masking: defocus and hand shake smear modules into each other.
-        let sharp = unsharp(&work, &box_blur(&work, 2));
-        if run.rqrr_native("rqrr/sharpened-native", &sharp) {
-            return;
-        }
-        if run.rqrr_bits(
-            "rqrr/sharpened-adaptive",
-            &adaptive_threshold(&sharp, work_long as usize / 24, 6),
+            &adaptive_threshold(smooth, work_long / 24, 6),
         ) {
             return;
         }
         // 5. Contrast stretch + Otsu: washed-out or dark photos of the screen.
-        let stretched = stretch(&smooth);
+        let stretched = stretch(smooth);
         let otsu = global_threshold(&stretched, otsu_level(&stretched));
         if run.rqrr_bits("rqrr/otsu", &otsu) {
             return;
@@ -312,20 +336,38 @@ impl Decoder {
             return;
         }
         drop(otsu);
-        // 6. Scale: a small code gains from upscaling, a huge blurry one from halving.
-        if work_long < UPSCALE_BELOW_SIDE_PX {
+        // 6. Low contrast: a finer threshold on the stretched picture, both polarities.
+        let fine = adaptive_threshold(&stretched, work_long / 16, 3);
+        if run.rqrr_bits("rqrr/fine-adaptive", &fine) {
+            return;
+        }
+        run.rqrr_bits("rqrr/fine-adaptive-inverted", &fine.inverted());
+    }
+
+    /// Sharpened and rescaled views.
+    fn sharpened_and_scaled_views(run: &mut Run<'_>, work: &Luma, smooth: &Luma, sharp: &Luma) {
+        let work_long = work.w.max(work.h);
+        if run.rqrr_native("rqrr/sharpened-native", sharp) {
+            return;
+        }
+        if run.rqrr_bits(
+            "rqrr/sharpened-adaptive",
+            &adaptive_threshold(sharp, work_long / 24, 6),
+        ) {
+            return;
+        }
+        // 8. Scale: a small code gains from upscaling, a huge blurry one from halving.
+        if work_long < UPSCALE_BELOW_SIDE_PX as usize {
             let up = smooth.resized(
                 (smooth.w * 2) as u32,
                 (smooth.h * 2) as u32,
                 imageops::FilterType::Triangle,
             );
             let up_long = up.w.max(up.h);
-            if run.rqrr_bits(
+            run.rqrr_bits(
                 "rqrr/upscaled-adaptive",
                 &adaptive_threshold(&up, up_long / 24, 6),
-            ) {
-                return;
-            }
+            );
         } else {
             let half = work.resized(
                 (work.w / 2).max(1) as u32,
@@ -336,27 +378,11 @@ impl Decoder {
             if run.rqrr_native("rqrr/half-native", &half) {
                 return;
             }
-            if run.rqrr_bits(
+            run.rqrr_bits(
                 "rqrr/half-adaptive",
                 &adaptive_threshold(&half, half_long / 24, 8),
-            ) {
-                return;
-            }
+            );
         }
-        // 7. Low contrast: a finer threshold on the stretched picture, both polarities.
-        let fine = adaptive_threshold(&stretched, work_long as usize / 16, 3);
-        if run.rqrr_bits("rqrr/fine-adaptive", &fine) {
-            return;
-        }
-        if run.rqrr_bits("rqrr/fine-adaptive-inverted", &fine.inverted()) {
-            return;
-        }
-        drop(fine);
-        if !self.use_rxing {
-            return;
-        }
-        // 8. rxing on the sharpened view.
-        run.rxing("rxing/sharpened", &sharp);
     }
 }
 
@@ -375,16 +401,59 @@ macro_rules! grids_text {
 struct Run<'a> {
     start: Instant,
     budget: Budget,
-    /// Work units spent so far.
-    work: u64,
-    accept: &'a dyn Fn(&str) -> bool,
+    /// What the halves of this decode running side by side share.
+    shared: &'a Shared,
+    accept: &'a (dyn Fn(&str) -> bool + Sync),
     report: DecodeReport,
 }
 
+/// Shared by the halves of one decode that run side by side.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Work units booked so far, by either half.
+    work: AtomicU64,
+    /// A half found an accepted text: the other starts no further view.
+    found: AtomicBool,
+}
+
 impl Run<'_> {
-    /// True when no further attempt may start.
+    /// Another run of the same decode, for views on another thread; its report is
+    /// [merged](Self::merge) back.
+    fn fork(&self) -> Self {
+        Self {
+            start: self.start,
+            budget: self.budget,
+            shared: self.shared,
+            accept: self.accept,
+            report: DecodeReport::default(),
+        }
+    }
+
+    /// Adds what a [forked](Self::fork) run found and did. This run's text wins if
+    /// both found one.
+    fn merge(&mut self, other: DecodeReport) {
+        self.report.attempts += other.attempts;
+        for t in other.seen {
+            if !self.report.seen.contains(&t) {
+                self.report.seen.push(t);
+            }
+        }
+        if self.report.text.is_none() {
+            self.report.text = other.text;
+            self.report.method = other.method;
+        }
+        self.report.budget_exhausted |= other.budget_exhausted;
+        self.report.work = self.shared.work.load(Ordering::Relaxed);
+    }
+
+    /// True when no further attempt may start: the other half found a text, or the
+    /// budget is spent.
     fn out_of_time(&mut self) -> bool {
-        if self.start.elapsed() >= self.budget.wall || self.work >= self.budget.work {
+        if self.shared.found.load(Ordering::Relaxed) {
+            return true;
+        }
+        let spent = self.shared.work.load(Ordering::Relaxed);
+        if self.start.elapsed() >= self.budget.wall || spent >= self.budget.work {
             self.report.budget_exhausted = true;
             true
         } else {
@@ -395,13 +464,27 @@ impl Run<'_> {
     /// Books an attempt of `units`; false (and the budget marked exhausted) when it
     /// does not fit in the time or the work left.
     fn afford(&mut self, units: u64) -> bool {
-        if self.out_of_time() || self.work.saturating_add(units) > self.budget.work {
-            self.report.budget_exhausted = true;
+        if self.out_of_time() {
             return false;
         }
-        self.work = self.work.saturating_add(units);
-        self.report.work = self.work;
-        true
+        let limit = self.budget.work;
+        let booked = self
+            .shared
+            .work
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                let after = w.saturating_add(units);
+                (after <= limit).then_some(after)
+            });
+        match booked {
+            Ok(before) => {
+                self.report.work = before.saturating_add(units);
+                true
+            }
+            Err(_) => {
+                self.report.budget_exhausted = true;
+                false
+            }
+        }
     }
 
     /// Records texts; returns true (stop) when one is accepted or time is up.
@@ -414,6 +497,7 @@ impl Run<'_> {
             if self.report.text.is_none() && (self.accept)(&t) {
                 self.report.text = Some(t);
                 self.report.method = Some(method);
+                self.shared.found.store(true, Ordering::Relaxed);
             }
         }
         self.report.text.is_some() || self.out_of_time()

@@ -75,7 +75,7 @@ pub fn save_qr_png(text: &str, path: &Path) -> Result<(), CompanionError> {
 
 /// The first link `parse` accepts in the picture at `path` (photo, screenshot, file
 /// from a message); `None` when the picture cannot be read or holds no such link.
-pub fn link_in_picture<T>(path: &Path, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+pub fn link_in_picture<T>(path: &Path, parse: impl Fn(&str) -> Option<T> + Sync) -> Option<T> {
     let frame = picture_from_path(path)
         .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "cannot read the picture"))
         .ok()?;
