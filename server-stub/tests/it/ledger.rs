@@ -66,17 +66,26 @@ async fn pay_concurrently(
     results
 }
 
-#[tokio::test]
-async fn concurrent_payments_credit_the_merchant_exactly() {
-    let srv = TestServer::start().await;
-    top_up_alice(&srv, 1_000_00).await;
+/// Tops alice up by 1,000.00 and returns a client, the film merchant's account id and
+/// the two balances before any payment (merchant, alice).
+async fn funded_alice_and_film_merchant(
+    srv: &TestServer,
+) -> (protocol::client::Client, String, i64, i64) {
+    top_up_alice(srv, 1_000_00).await;
     let c = srv.client();
     let merchant = order(&c, "film-night-train").await.order.merchant.id;
     let merchant = merchant.as_str().to_owned();
     let (m0, a0) = (
-        balance_of(&srv, &merchant).await,
-        balance_of(&srv, "alice").await,
+        balance_of(srv, &merchant).await,
+        balance_of(srv, "alice").await,
     );
+    (c, merchant, m0, a0)
+}
+
+#[tokio::test]
+async fn concurrent_payments_credit_the_merchant_exactly() {
+    let srv = TestServer::start().await;
+    let (c, merchant, m0, a0) = funded_alice_and_film_merchant(&srv).await;
 
     let results = pay_concurrently(&srv, "film-night-train", 60).await;
     let paid: i64 = results
@@ -196,14 +205,7 @@ async fn a_payment_over_the_merchants_largest_balance_fails_alone() {
 #[tokio::test]
 async fn jobs_failing_after_writing_leave_nothing_while_their_batch_commits() {
     let srv = TestServer::start().await;
-    top_up_alice(&srv, 1_000_00).await;
-    let c = srv.client();
-    let merchant = order(&c, "film-night-train").await.order.merchant.id;
-    let merchant = merchant.as_str().to_owned();
-    let (m0, a0) = (
-        balance_of(&srv, &merchant).await,
-        balance_of(&srv, "alice").await,
-    );
+    let (c, merchant, m0, a0) = funded_alice_and_film_merchant(&srv).await;
     let one = Money::new(1_00, eur());
     let tasks: Vec<_> = (0..90)
         .map(|i| {
