@@ -823,6 +823,15 @@ const DEMO_ITEM: &str = "box-couchpay";
 /// price and the box bought through the catalog (a real order and payment, so the ledger
 /// holds the sale a refund returns), then the register entry is given its demo serial and
 /// credential.
+/// Whether the demo devices are in the register already.
+fn demo_seeded(conn: &crate::db::Connection) -> ApiResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
+        .query_row([DEMO_SOLD.0], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 pub async fn seed_demo(s: &crate::Inner, now: i64) -> anyhow::Result<()> {
     let Some(item) = s
         .catalog
@@ -836,13 +845,7 @@ pub async fn seed_demo(s: &crate::Inner, now: i64) -> anyhow::Result<()> {
     };
     let exists = s
         .store
-        .read(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
-                .query_row([DEMO_SOLD.0], |_| Ok(()))
-                .optional()?
-                .is_some())
-        })
+        .read(demo_seeded)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if exists {
@@ -857,12 +860,7 @@ pub async fn seed_demo(s: &crate::Inner, now: i64) -> anyhow::Result<()> {
         .write(move |conn, events| {
             // Another node starting beside this one may have seeded since the check above.
             conn.lock_key(crate::seed::SEED_LOCK)?;
-            let seeded = conn
-                .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
-                .query_row([DEMO_SOLD.0], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if seeded {
+            if demo_seeded(conn)? {
                 return Ok(false);
             }
             let buyer = AccountId::parse(DEMO_BUYER.0).map_err(ApiError::internal)?;

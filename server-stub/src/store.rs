@@ -179,12 +179,7 @@ where
                     self.result = None;
                     return JobRun::Unguarded;
                 }
-                let mut deferred = conn.deferred().borrow_mut();
-                if result.is_ok() {
-                    deferred.job_succeeded();
-                } else {
-                    deferred.job_failed();
-                }
+                end_job(conn, result.is_ok());
                 result
             }
         };
@@ -233,17 +228,6 @@ pub struct StoreOptions {
     pub readers: usize,
     /// SQLite: WAL size, in MiB, past which the WAL is started again from its beginning.
     pub wal_restart_mib: u64,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        Self {
-            max_batch: DEFAULT_MAX_BATCH,
-            pg_writers: DEFAULT_PG_WRITERS,
-            readers: DEFAULT_READERS,
-            wal_restart_mib: DEFAULT_WAL_RESTART_MIB,
-        }
-    }
 }
 
 /// Handle to the database, cheap to clone.
@@ -391,19 +375,18 @@ impl Store {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_LEN);
         let max_batch = options.max_batch.max(1);
         let alive = Arc::new(());
-        let mut wal_restart_due = None;
         // Several nodes share a PostgreSQL database: their events cross through the outbox.
-        let outbox = match database {
+        let (outbox, wal_restart_due) = match database {
             Database::Sqlite(path) => {
                 let restart = options.wal_restart_mib.saturating_mul(1024 * 1024);
-                wal_restart_due = Some(spawn_checkpointer(path, restart, Arc::downgrade(&alive))?);
-                None
+                let due = spawn_checkpointer(path, restart, Arc::downgrade(&alive))?;
+                (None, Some(due))
             }
             Database::Postgres(url) => {
                 let outbox = Outbox::new();
                 outbox.spawn_relay(url.clone(), hub.clone(), Arc::downgrade(&alive))?;
                 tracing::info!(node = outbox.node(), "node started on PostgreSQL");
-                Some(outbox)
+                (Some(outbox), None)
             }
         };
         // The writers take turns at the queue: one waits for jobs, takes all that are
@@ -611,14 +594,23 @@ fn run_in_savepoint<T>(
     };
     conn.execute_batch(begin)?;
     let result = f(conn);
+    end_job(conn, result.is_ok());
     if result.is_ok() {
-        conn.deferred().borrow_mut().job_succeeded();
         conn.replace_open_savepoint(true);
     } else {
-        conn.deferred().borrow_mut().job_failed();
         conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
     }
     result
+}
+
+/// Keeps (`succeeded`) or drops the merchant credits the job just run deferred.
+fn end_job(conn: &Connection, succeeded: bool) {
+    let mut deferred = conn.deferred().borrow_mut();
+    if succeeded {
+        deferred.job_succeeded();
+    } else {
+        deferred.job_failed();
+    }
 }
 
 /// Takes the next batch: waits for one job, then takes those waiting behind it, up to
