@@ -163,6 +163,10 @@ pub enum ValueRef<'a> {
     Real(f64),
     Text(&'a str),
     Blob(&'a [u8]),
+    /// PostgreSQL only: a `text[]` parameter, for set-based statements (`unnest`).
+    Texts(&'a [String]),
+    /// PostgreSQL only: a `bigint[]` parameter.
+    Integers(&'a [i64]),
 }
 
 /// An owned SQL value.
@@ -183,6 +187,7 @@ impl ValueRef<'_> {
             Self::Real(f) => format!("the real {f}"),
             Self::Text(_) => "text".into(),
             Self::Blob(_) => "a blob".into(),
+            Self::Texts(_) | Self::Integers(_) => "an array".into(),
         }
     }
 }
@@ -253,6 +258,30 @@ impl ToSql for [u8] {
 impl ToSql for Vec<u8> {
     fn to_sql(&self) -> Result<ValueRef<'_>> {
         Ok(ValueRef::Blob(self))
+    }
+}
+
+impl ToSql for [String] {
+    fn to_sql(&self) -> Result<ValueRef<'_>> {
+        Ok(ValueRef::Texts(self))
+    }
+}
+
+impl ToSql for Vec<String> {
+    fn to_sql(&self) -> Result<ValueRef<'_>> {
+        Ok(ValueRef::Texts(self))
+    }
+}
+
+impl ToSql for [i64] {
+    fn to_sql(&self) -> Result<ValueRef<'_>> {
+        Ok(ValueRef::Integers(self))
+    }
+}
+
+impl ToSql for Vec<i64> {
+    fn to_sql(&self) -> Result<ValueRef<'_>> {
+        Ok(ValueRef::Integers(self))
     }
 }
 
@@ -341,6 +370,7 @@ impl FromSql for Value {
             ValueRef::Real(f) => Value::Real(f),
             ValueRef::Text(t) => Value::Text(t.to_owned()),
             ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            other @ (ValueRef::Texts(_) | ValueRef::Integers(_)) => return Err(other.describe()),
         })
     }
 }
@@ -827,6 +857,11 @@ impl rusqlite::ToSql for ValueRef<'_> {
             Self::Real(f) => V::Real(f),
             Self::Text(t) => V::Text(t.as_bytes()),
             Self::Blob(b) => V::Blob(b),
+            Self::Texts(_) | Self::Integers(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "array parameters are PostgreSQL only".into(),
+                ));
+            }
         }))
     }
 }
@@ -860,6 +895,8 @@ impl postgres::types::ToSql for ValueRef<'_> {
             },
             Self::Text(t) => PgToSql::to_sql(&t, ty, out),
             Self::Blob(b) => PgToSql::to_sql(&b, ty, out),
+            Self::Texts(t) => PgToSql::to_sql(&t, ty, out),
+            Self::Integers(i) => PgToSql::to_sql(&i, ty, out),
         }
     }
 

@@ -125,6 +125,20 @@ impl DeferredCredits {
         };
     }
 
+    /// Whether credits are deferred in this batch.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// A credit of a payment already made (one of a [`crate::payset`]): it joins the
+    /// batch's at once.
+    pub fn defer_credit(&mut self, account: &str, currency: &str, minor: i64) {
+        *self
+            .batch
+            .entry((account.to_owned(), currency.to_owned()))
+            .or_default() += minor;
+    }
+
     /// Whether a credit was refused since the last [`reset`](Self::reset).
     pub fn refused(&self) -> bool {
         self.refused
@@ -386,6 +400,31 @@ fn house_account(
         now_ms
     ])?;
     Ok(id)
+}
+
+/// The wallets `payers` and the cards linked to them, locked (`FOR UPDATE`, in id
+/// order), each with its owner: for a set of payments ([`crate::payset`]), which runs
+/// before any credit of its batch is deferred.
+pub fn lock_payers(
+    conn: &Connection,
+    payers: &[String],
+) -> crate::db::Result<Vec<(Account, Option<String>)>> {
+    let mut found = Vec::new();
+    conn.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS}, owner FROM accounts
+         WHERE id = ANY(?1) OR (owner = ANY(?1) AND kind = 'card')
+         ORDER BY id FOR UPDATE"
+    ))?
+    .for_each(crate::db::params![payers], |r| {
+        let row = account_row(r)?;
+        let owner = r.get::<_, Option<String>>(9)?;
+        found.push((
+            to_account(row).map_err(|_| crate::orders::bad_row("account"))?,
+            owner,
+        ));
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// Moves `amount` from `debit` to `credit` and records the transfer; returns its id.

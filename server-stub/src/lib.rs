@@ -27,6 +27,7 @@ pub mod packetpage;
 pub mod packets;
 pub mod paging;
 pub mod paypage;
+pub mod payset;
 pub mod phone;
 pub mod pin;
 pub mod ratelimit;

@@ -416,9 +416,18 @@ async fn pay(
     let proof = Proof::of(&s, &req.account, &req.auth, ip, now).await?;
     let server = s.public_url.clone();
     let payer = req.account;
+    let input = crate::payset::PayInput {
+        order: id.clone(),
+        payer: payer.clone(),
+        key: key.clone(),
+        address: address.clone(),
+        session: proof.session_hash().map(str::to_owned),
+        now,
+        server: server.clone(),
+    };
     let receipt = s
         .store
-        .write(move |conn, events| {
+        .pay(input, move |conn, events| {
             proof.check(conn, &payer, now)?;
             pay_in_tx(
                 conn,
@@ -464,7 +473,7 @@ pub fn receipt_of(
 }
 
 /// Only goods are delivered: an address sent for anything else is not kept.
-fn kept_address(row: &OrderRow, address: &Option<String>) -> Option<String> {
+pub(crate) fn kept_address(row: &OrderRow, address: &Option<String>) -> Option<String> {
     match row.item.kind {
         ItemKind::Physical => address.clone(),
         _ => None,
@@ -479,7 +488,7 @@ pub fn funding_from_str(s: &str) -> FundingSource {
     }
 }
 
-fn funding_str(f: FundingSource) -> &'static str {
+pub(crate) fn funding_str(f: FundingSource) -> &'static str {
     match f {
         FundingSource::Wallet => "wallet",
         FundingSource::Card => "card",
@@ -555,7 +564,7 @@ pub fn pay_in_tx(
     // Two orders for the same film, paid one after the other, must not charge twice;
     // nor paid at the same moment through two writers: the second waits for the first.
     if row.item.kind != ItemKind::Physical {
-        conn.lock_key(&format!("owns:{}:{}", row.device.id, row.item.id))?;
+        conn.lock_key(&ownership_key(&row))?;
     }
     if already_owned(conn, &row.device.id, &row.item.id, row.item.kind, now)? {
         // On PostgreSQL each statement sees the newest commits: if this very order was
@@ -621,14 +630,7 @@ pub fn pay_in_tx(
         now
     ])?;
 
-    // Entitlement (SPEC P7). A membership is only sold while none is active (see
-    // `already_owned`), so it runs from now.
-    let valid_until = match row.period_days {
-        Some(days) if row.item.kind == ItemKind::Membership => {
-            Some(now + i64::from(days) * 86_400_000)
-        }
-        _ => None,
-    };
+    let valid_until = valid_until(&row, now);
     conn.prepare_cached(
         "INSERT INTO entitlements (order_id, device_id, granted_at_ms, valid_until_ms)
          VALUES (?1, ?2, ?3, ?4)",
@@ -648,16 +650,44 @@ pub fn pay_in_tx(
     paid.status = OrderStatus::Paid;
     paid.paid_at_ms = Some(now);
     let receipt = receipt_of(&paid, key, payer, funding);
+    push_paid_events(events, &paid, &receipt, server);
+    Ok(receipt)
+}
+
+/// The advisory lock that keeps two orders of one item for one device from being paid
+/// at once (through two writers or nodes).
+pub(crate) fn ownership_key(row: &OrderRow) -> String {
+    format!("owns:{}:{}", row.device.id, row.item.id)
+}
+
+/// Until when a payment of `row` at `now` entitles its device (SPEC P7): a membership
+/// for its period (one is only sold while none is active, see `already_owned`, so it
+/// runs from now), anything else for good.
+pub(crate) fn valid_until(row: &OrderRow, now: i64) -> Option<i64> {
+    match row.period_days {
+        Some(days) if row.item.kind == ItemKind::Membership => {
+            Some(now + i64::from(days) * 86_400_000)
+        }
+        _ => None,
+    }
+}
+
+/// The events of a payment: the order paid (the TV), the receipt (the payer).
+pub(crate) fn push_paid_events(
+    events: &mut Vec<Event>,
+    paid: &OrderRow,
+    receipt: &Receipt,
+    server: &ServerUrl,
+) {
     events.push(Event::Order(OrderEvent::Paid {
         order: paid.to_order(server),
     }));
     events.push(Event::Account(
-        payer.clone(),
+        receipt.payer.clone(),
         AccountEvent::Receipt {
             receipt: receipt.clone(),
         },
     ));
-    Ok(receipt)
 }
 
 #[utoipa::path(

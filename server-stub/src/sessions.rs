@@ -45,6 +45,15 @@ pub fn check(conn: &Connection, hash: &str, account: &AccountId, now_ms: i64) ->
         .prepare_cached("SELECT account, expires_at_ms FROM sessions WHERE token_hash = ?1")?
         .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
+    verdict(
+        found.as_ref().map(|(a, e)| (a.as_str(), *e)),
+        account,
+        now_ms,
+    )
+}
+
+/// Whether a session found as `(account, expires_at_ms)` lets `account` in at `now_ms`.
+pub fn verdict(found: Option<(&str, i64)>, account: &AccountId, now_ms: i64) -> ApiResult<()> {
     match found {
         Some((acc, exp)) if acc == account.as_str() && exp > now_ms => Ok(()),
         Some((acc, _)) if acc == account.as_str() => Err(ApiError::Unauthorized(
@@ -82,6 +91,14 @@ impl Proof {
             }
             PayerAuth::Session(t) => Self::Session(hash_token(t)),
         })
+    }
+
+    /// The token hash of a session proof, checked in the write.
+    pub fn session_hash(&self) -> Option<&str> {
+        match self {
+            Self::PinChecked => None,
+            Self::Session(hash) => Some(hash),
+        }
     }
 
     /// In the write: a session must still be live and belong to `account`.

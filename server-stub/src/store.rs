@@ -44,6 +44,8 @@ use crate::db::{Backend, Connection, Database, params};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, Hub};
 use crate::outbox::Outbox;
+use crate::payset::{self, PayInput};
+use protocol::Receipt;
 
 /// Write jobs that may wait for the writer before callers get `unavailable`.
 pub const WRITE_QUEUE_LEN: usize = 8_192;
@@ -152,6 +154,14 @@ trait WriteJob: Send {
     fn run(&mut self, conn: &Connection, events: &mut Vec<Event>, isolation: Isolation) -> JobRun;
     /// Answers the caller once the fate of the batch is known.
     fn finish(self: Box<Self>, batch: Result<(), BatchError>);
+    /// A payment the writer may run in a set with the others of its batch.
+    fn payment(&self) -> Option<&PayInput> {
+        None
+    }
+    /// The set's answer to this payment, its events already in the batch's, so that
+    /// `run` does nothing; `None` (the set declined it, or the batch runs again): `run`
+    /// runs it.
+    fn preset(&mut self, _answer: Option<ApiResult<Receipt>>) {}
 }
 
 type Job = Box<dyn WriteJob>;
@@ -205,6 +215,68 @@ where
         };
         let _ = self.reply.send(answer);
     }
+}
+
+/// A payment job: a write job that may also run in a [`crate::payset`].
+struct PendingPayment<F> {
+    job: Pending<Receipt, F>,
+    input: PayInput,
+    preset: bool,
+}
+
+impl<F> WriteJob for PendingPayment<F>
+where
+    F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<Receipt> + Send,
+{
+    fn run(&mut self, conn: &Connection, events: &mut Vec<Event>, isolation: Isolation) -> JobRun {
+        if self.preset {
+            return JobRun::Done;
+        }
+        self.job.run(conn, events, isolation)
+    }
+
+    fn finish(self: Box<Self>, batch: Result<(), BatchError>) {
+        Box::new(self.job).finish(batch);
+    }
+
+    fn payment(&self) -> Option<&PayInput> {
+        Some(&self.input)
+    }
+
+    fn preset(&mut self, answer: Option<ApiResult<Receipt>>) {
+        self.preset = answer.is_some();
+        self.job.result = answer;
+    }
+}
+
+/// Runs the payments of `batch` as one set (PostgreSQL, [`payset`]) when there are
+/// enough of them; the jobs it answers are preset. An error leaves nothing behind.
+fn run_payment_set(
+    conn: &Connection,
+    batch: &mut [Job],
+    events: &mut Vec<Event>,
+) -> crate::db::Result<()> {
+    let mut payments = Vec::new();
+    for (i, job) in batch.iter_mut().enumerate() {
+        job.preset(None);
+        if job.payment().is_some() {
+            payments.push(i);
+        }
+    }
+    if payments.len() < payset::MIN_SET || !conn.deferred().borrow().enabled() {
+        return Ok(());
+    }
+    let answers = {
+        let inputs: Vec<&PayInput> = payments
+            .iter()
+            .filter_map(|&i| batch[i].payment())
+            .collect();
+        payset::pay_set(conn, &inputs, events)?
+    };
+    for (i, answer) in payments.into_iter().zip(answers) {
+        batch[i].preset(answer);
+    }
+    Ok(())
 }
 
 /// Why a batch did not commit.
@@ -436,15 +508,36 @@ impl Store {
         F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel::<ApiResult<T>>();
-        let job: Job = Box::new(Pending {
+        self.submit(Box::new(Pending {
             f,
             result: None,
             reply,
-        });
-        self.writer
-            .try_send(job)
-            .map_err(|_| ApiError::Unavailable)?;
+        }))?;
         rx.await.map_err(|_| ApiError::Unavailable)?
+    }
+
+    /// A payment: `f` makes it (as [`Store::write`] would run it), unless the writer runs
+    /// it with the other payments of its batch as one set ([`payset`], PostgreSQL), by
+    /// the same rules, from `input`.
+    pub async fn pay<F>(&self, input: PayInput, f: F) -> ApiResult<Receipt>
+    where
+        F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<Receipt> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Box::new(PendingPayment {
+            job: Pending {
+                f,
+                result: None,
+                reply,
+            },
+            input,
+            preset: false,
+        }))?;
+        rx.await.map_err(|_| ApiError::Unavailable)?
+    }
+
+    fn submit(&self, job: Job) -> ApiResult<()> {
+        self.writer.try_send(job).map_err(|_| ApiError::Unavailable)
     }
 
     /// The 64-byte random server secret `name`, created on first use. It lives in the
@@ -787,7 +880,15 @@ fn run_batch(
         let last = attempt >= MAX_BATCH_ATTEMPTS;
         let mut conflict = false;
         let mut unguarded = false;
-        for job in batch.iter_mut() {
+        if conn.backend() == Backend::Postgres
+            && let Err(e) = run_payment_set(conn, batch, events)
+        {
+            // Undone: the payments run one by one below, unless the batch runs again.
+            conflict = e.is_retryable() && !last;
+            tracing::debug!(error = %e, "the payment set was undone");
+        }
+        let set_conflict = conflict;
+        for job in batch.iter_mut().filter(|_| !set_conflict) {
             match job.run(conn, events, isolation) {
                 JobRun::Done => {}
                 JobRun::Conflict => {

@@ -138,3 +138,148 @@ async fn concurrent_double_spend_of_one_balance_pays_only_what_it_covers() {
     assert!(c.audit().await.unwrap().ok);
     srv.stop().await;
 }
+
+/// Payments that land in one writer batch (on PostgreSQL, one set of statements, see
+/// `payset`) are each settled as if alone: a payer's money runs out part-way, a retried
+/// key is one payment, a second order of something owned is refused, sessions are checked.
+#[tokio::test]
+async fn payments_arriving_together_are_each_settled_by_the_rules_of_one() {
+    let srv = TestServer::start().await;
+    let c = Arc::new(srv.client());
+    // payer-0 can afford three films at 4.99, not six.
+    let payers = make_payers(&srv, 6, 14_97).await;
+    let film = "film-night-train";
+    let mut orders = Vec::new();
+    for i in 0..6 {
+        orders.push(order_on(&c, film, &format!("tv-set-{i}")).await.order);
+    }
+    let twice = order_on(&c, film, "tv-twice").await.order;
+    let owned_a = order_on(&c, "film-cloud-atlas-of-birds", "tv-owner")
+        .await
+        .order;
+    let owned_b = order_on(&c, "film-cloud-atlas-of-birds", "tv-owner")
+        .await
+        .order;
+    let member_a = order_on(&c, "plus-monthly", "tv-member").await.order;
+    let member_b = order_on(&c, "plus-monthly", "tv-member").await.order;
+    let by_session = order_on(&c, film, "tv-session").await.order;
+    let stolen = order_on(&c, film, "tv-stolen").await.order;
+    // Sessions, not PINs: nothing slow stands between the requests and the writer.
+    let mut sessions = Vec::new();
+    for p in &payers {
+        sessions.push(login(&c, p.as_str(), "4321").await.token);
+    }
+    let auth = |i: usize| protocol::PayerAuth::Session(sessions[i].clone());
+
+    let pay = |id: protocol::OrderId, payer: AccountId, k: protocol::IdempotencyKey, auth| {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.pay(
+                &id,
+                &k,
+                &protocol::PayRequest {
+                    account: payer,
+                    auth,
+                    delivery_address: None,
+                },
+            )
+            .await
+        })
+    };
+    let same_key = key();
+    let mut runs = Vec::new();
+    for o in &orders {
+        runs.push((
+            "budget",
+            pay(o.id.clone(), payers[0].clone(), key(), auth(0)),
+        ));
+    }
+    for _ in 0..2 {
+        let (id, k) = (twice.id.clone(), same_key.clone());
+        runs.push(("twice", pay(id, payers[1].clone(), k, auth(1))));
+    }
+    runs.push((
+        "owned",
+        pay(owned_a.id.clone(), payers[2].clone(), key(), auth(2)),
+    ));
+    runs.push((
+        "owned",
+        pay(owned_b.id.clone(), payers[3].clone(), key(), auth(3)),
+    ));
+    runs.push((
+        "member",
+        pay(member_a.id.clone(), payers[2].clone(), key(), auth(2)),
+    ));
+    runs.push((
+        "member",
+        pay(member_b.id.clone(), payers[3].clone(), key(), auth(3)),
+    ));
+    runs.push((
+        "session",
+        pay(by_session.id.clone(), payers[4].clone(), key(), auth(4)),
+    ));
+    runs.push((
+        "stolen",
+        pay(stolen.id.clone(), payers[5].clone(), key(), auth(4)),
+    ));
+
+    let mut outcomes: std::collections::BTreeMap<&str, Vec<Result<protocol::Receipt, String>>> =
+        Default::default();
+    for (what, run) in runs {
+        let r = run.await.unwrap().map_err(|e| format!("{:?}", e.code()));
+        outcomes.entry(what).or_default().push(r);
+    }
+    let oks = |what: &str| outcomes[what].iter().filter(|r| r.is_ok()).count();
+    let errs = |what: &str| -> Vec<String> {
+        outcomes[what]
+            .iter()
+            .filter_map(|r| r.clone().err())
+            .collect()
+    };
+    assert_eq!(oks("budget"), 3, "{:?}", outcomes["budget"]);
+    assert!(
+        errs("budget")
+            .iter()
+            .all(|e| e.contains("InsufficientFunds")),
+        "{:?}",
+        errs("budget")
+    );
+    let twice_ids: Vec<_> = outcomes["twice"]
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .expect("a retried key is answered")
+                .payment_id
+                .clone()
+        })
+        .collect();
+    assert_eq!(twice_ids, vec![same_key.clone(), same_key]);
+    for what in ["owned", "member"] {
+        assert_eq!(oks(what), 1, "{what}: {:?}", outcomes[what]);
+        assert!(
+            errs(what)[0].contains("AlreadyOwned"),
+            "{what}: {:?}",
+            errs(what)
+        );
+    }
+    assert_eq!(oks("session"), 1, "{:?}", outcomes["session"]);
+    assert!(
+        errs("stolen")[0].contains("Unauthorized"),
+        "{:?}",
+        errs("stolen")
+    );
+
+    // What each payer has left says who paid what, once.
+    let left = |i: usize| {
+        let c = c.clone();
+        let (id, token) = (payers[i].clone(), sessions[i].clone());
+        async move { c.account(&id, &token).await.unwrap().balance.minor }
+    };
+    assert_eq!(left(0).await, 0);
+    assert_eq!(left(1).await, 14_97 - 4_99);
+    assert_eq!(left(2).await + left(3).await, 2 * 14_97 - 3_49 - 9_99);
+    assert_eq!(left(4).await, 14_97 - 4_99);
+    assert_eq!(left(5).await, 14_97);
+    let audit = c.audit().await.unwrap();
+    assert!(audit.ok, "{:?}", audit.problems);
+}
