@@ -266,35 +266,40 @@ pub(crate) fn insert_order(
     for _ in 0..SHORT_CODE_ATTEMPTS {
         let code = ShortCode::random();
         let inserted = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "INSERT INTO orders (id, short_code, item_id, item_title, item_kind,
                     period_days, amount, currency, merchant_id, merchant_name, device_id,
                     device_name, tv_token_hash, status, created_at_ms, expires_at_ms,
                     device_product)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
                     'pending', ?14, ?15, ?16)
-                 ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![
-                id.as_str(),
-                code.as_str(),
-                item.id.as_str(),
-                item.title,
-                kind_str(item.kind),
-                item.period_days,
-                item.price.minor as i64,
-                item.price.currency.as_str(),
-                item.merchant.id.as_str(),
-                item.merchant.name,
-                device.as_str(),
-                device_name,
-                token_hash,
-                now,
-                expires,
-                item.device_product,
-            ])?;
-        if inserted == 1 {
-            return load_order(conn, &id)?.ok_or(ApiError::UnknownOrder);
+                 ON CONFLICT DO NOTHING
+                 RETURNING {ORDER_COLUMNS}",
+            ))?
+            .query_row(
+                params![
+                    id.as_str(),
+                    code.as_str(),
+                    item.id.as_str(),
+                    item.title,
+                    kind_str(item.kind),
+                    item.period_days,
+                    item.price.minor as i64,
+                    item.price.currency.as_str(),
+                    item.merchant.id.as_str(),
+                    item.merchant.name,
+                    device.as_str(),
+                    device_name,
+                    token_hash,
+                    now,
+                    expires,
+                    item.device_product,
+                ],
+                order_from_row,
+            )
+            .optional()?;
+        if let Some(row) = inserted {
+            return Ok(row);
         }
         // Another live order holds this short code: draw again.
     }

@@ -21,8 +21,8 @@
 //! (`--pg-writers`), each with its own connection, taking turns at the queue: each runs
 //! its batch in one transaction (`synchronous_commit = on`), so a commit's WAL flush is
 //! shared by many requests, and while one waits for PostgreSQL's answers the others
-//! work. (A PostgreSQL batch spends its time in round trips, one per statement, not in
-//! the flush.) Their batches do not queue behind each other's locks on the merchant,
+//! work. (A PostgreSQL batch spends its time in statements, not in the flush: so the
+//! payments of a batch run there as one set of statements, see [`crate::payset`].) Their batches do not queue behind each other's locks on the merchant,
 //! whose credits wait for the end of the batch (`ledger::DeferredCredits`). Several
 //! nodes may share the database as well: a batch that deadlocks with another writer's
 //! is rolled back and run again whole (jobs are `FnMut` for that, and must touch nothing
@@ -55,7 +55,7 @@ pub const DEFAULT_MAX_BATCH: usize = 512;
 pub const DEFAULT_READERS: usize = 4;
 /// Default number of writer threads (and connections) per node on PostgreSQL. SQLite
 /// has one writer.
-pub const DEFAULT_PG_WRITERS: usize = 4;
+pub const DEFAULT_PG_WRITERS: usize = 2;
 /// Default WAL size, in MiB, past which SQLite's WAL is started again from its beginning
 /// (about a second of payments at full speed; see [`spawn_checkpointer`]).
 pub const DEFAULT_WAL_RESTART_MIB: u64 = 64;
