@@ -586,21 +586,13 @@ pub fn pay_in_tx(
     let wallet = wallet
         .filter(|a| a.kind == "wallet")
         .ok_or(ApiError::UnknownAccount)?;
-    let need = row.amount.minor as i64;
-    let usable = |a: &ledger::Account| a.currency == row.amount.currency && a.available() >= need;
-    let (source, funding) = if usable(&wallet) {
-        (wallet.id.to_string(), FundingSource::Wallet)
-    } else if let Some(c) = card.as_ref().filter(|c| usable(c)) {
-        (c.id.to_string(), FundingSource::Card)
-    } else {
-        let show = |a: &ledger::Account| Money::new(a.available().max(0) as u64, a.currency);
-        let mut why = format!("{} needed, wallet has {}", row.amount, show(&wallet));
-        match &card {
-            Some(c) => why.push_str(&format!(", linked card has {}", show(c))),
-            None => why.push_str(", no linked card"),
-        }
-        return Err(ApiError::InsufficientFunds(why));
-    };
+    let (source, funding) = choose_funding(
+        row.amount,
+        &wallet,
+        card.as_ref(),
+        ledger::Account::available,
+    )?;
+    let source = source.id.to_string();
 
     let changed = conn
         .prepare_cached(
@@ -657,6 +649,32 @@ pub fn pay_in_tx(
     let receipt = receipt_of(&paid, key, payer, funding);
     push_paid_events(events, &paid, &receipt, server);
     Ok(receipt)
+}
+
+/// Which account pays `amount`: the wallet, else the linked card, each if it has the
+/// currency and `available` money (SPEC W4); else `insufficient_funds`, saying what
+/// each has.
+pub(crate) fn choose_funding<'a>(
+    amount: Money,
+    wallet: &'a ledger::Account,
+    card: Option<&'a ledger::Account>,
+    available: impl Fn(&ledger::Account) -> i64,
+) -> ApiResult<(&'a ledger::Account, FundingSource)> {
+    let need = amount.minor as i64;
+    let usable = |a: &ledger::Account| a.currency == amount.currency && available(a) >= need;
+    if usable(wallet) {
+        return Ok((wallet, FundingSource::Wallet));
+    }
+    if let Some(c) = card.filter(|c| usable(c)) {
+        return Ok((c, FundingSource::Card));
+    }
+    let show = |a: &ledger::Account| Money::new(available(a).max(0) as u64, a.currency);
+    let mut why = format!("{amount} needed, wallet has {}", show(wallet));
+    match card {
+        Some(c) => why.push_str(&format!(", linked card has {}", show(c))),
+        None => why.push_str(", no linked card"),
+    }
+    Err(ApiError::InsufficientFunds(why))
 }
 
 /// The advisory lock that keeps two orders of one item for one device from being paid

@@ -22,8 +22,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use protocol::{
-    AccountId, FundingSource, IdempotencyKey, ItemKind, Money, OrderId, OrderStatus, Receipt,
-    ServerUrl,
+    AccountId, FundingSource, IdempotencyKey, ItemKind, OrderId, OrderStatus, Receipt, ServerUrl,
 };
 
 use crate::db::{Connection, params};
@@ -280,20 +279,11 @@ fn decide(
     if need == 0 || ledger::check_amount(row.amount).is_err() {
         return None;
     }
+    // What the payer spent earlier in the set is gone.
     let available = |a: &ledger::Account| a.available() - spent.get(a.id.as_str()).unwrap_or(&0);
-    let usable = |a: &ledger::Account| a.currency == row.amount.currency && available(a) >= need;
-    let (source, funding) = if usable(wallet) {
-        (wallet, FundingSource::Wallet)
-    } else if let Some(c) = card.filter(|c| usable(c)) {
-        (c, FundingSource::Card)
-    } else {
-        let show = |a: &ledger::Account| Money::new(available(a).max(0) as u64, a.currency);
-        let mut why = format!("{} needed, wallet has {}", row.amount, show(wallet));
-        match card {
-            Some(c) => why.push_str(&format!(", linked card has {}", show(c))),
-            None => why.push_str(", no linked card"),
-        }
-        return Some(Err(ApiError::InsufficientFunds(why)));
+    let (source, funding) = match orders::choose_funding(row.amount, wallet, card, available) {
+        Ok(chosen) => chosen,
+        Err(e) => return Some(Err(e)),
     };
 
     let valid_until = orders::valid_until(row, p.now);

@@ -65,7 +65,6 @@ pub fn verdict(found: Option<(&str, i64)>, account: &AccountId, now_ms: i64) -> 
     }
 }
 
-/// Checks a bearer session for `account` on a reader connection.
 /// How the caller of a request with [`PayerAuth`] proved who they are: a PIN checked (with
 /// the lockout rules) before the write, or a session checked inside it.
 #[derive(Debug)]
@@ -124,6 +123,7 @@ pub fn insert_session(
     Ok(())
 }
 
+/// Checks a bearer session for `account` on a reader connection.
 pub async fn authorize(s: &AppState, headers: &HeaderMap, account: &AccountId) -> ApiResult<()> {
     let hash = hash_token(&bearer(headers)?);
     let now = s.clock.now_ms();
