@@ -22,6 +22,7 @@ pub mod middleware;
 pub mod offers;
 pub mod openapi;
 pub mod orders;
+pub mod orderset;
 pub mod outbox;
 pub mod packetpage;
 pub mod packets;

@@ -1,6 +1,8 @@
 //! Orders: create, read, look up by short code, pay, cancel, expire, and their events
 //! (SPEC P1, P5–P8).
 
+use std::collections::HashSet;
+
 use crate::db::{Connection, OptionalExtension, Row, params};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -18,6 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::error::{ApiError, ApiResult};
 use crate::events::Event;
 use crate::extract::{ApiJson, ClientIp, idempotency_key};
+use crate::orderset::NewOrder;
 use crate::paging::PageQuery;
 use crate::sessions::Proof;
 use crate::{AppState, ledger, sessions, sse};
@@ -67,7 +70,7 @@ pub struct OrderRow {
     pub device_product: Option<String>,
 }
 
-fn kind_str(k: ItemKind) -> &'static str {
+pub(crate) fn kind_str(k: ItemKind) -> &'static str {
     match k {
         ItemKind::Video => "video",
         ItemKind::Membership => "membership",
@@ -229,27 +232,62 @@ async fn create(
     let expires = now + (s.config.order_ttl_s as i64) * 1000;
     let tv_token = Token::random();
     let token_hash = sessions::hash_token(&tv_token);
-    let server = s.public_url.clone();
+    let input = NewOrder {
+        item,
+        device: req.device_id,
+        device_name,
+        token_hash,
+        now,
+        expires,
+        server: s.public_url.clone(),
+    };
+    let alone = input.clone();
     let order = s
         .store
-        .write(move |conn, _| {
-            if already_owned(conn, &req.device_id, &item.id, item.kind, now)? {
-                return Err(ApiError::AlreadyOwned);
-            }
-            let row = insert_order(
-                conn,
-                &item,
-                &req.device_id,
-                &device_name,
-                &token_hash,
-                now,
-                expires,
-            )?;
-            Ok(row.to_order(&server))
-        })
+        .create_order(input, move |conn, _| create_in_tx(conn, &alone))
         .await?;
     tracing::info!(order = %order.id, item = %order.item.id, device = %order.device.id, "order created");
     Ok(Json(CreatedOrder { order, tv_token }))
+}
+
+/// Creates the order `o` asks for, unless its device owns the item already.
+fn create_in_tx(conn: &Connection, o: &NewOrder) -> ApiResult<Order> {
+    if already_owned(conn, &o.device, &o.item.id, o.item.kind, o.now)? {
+        return Err(ApiError::AlreadyOwned);
+    }
+    let row = insert_order(
+        conn,
+        &o.item,
+        &o.device,
+        &o.device_name,
+        &o.token_hash,
+        o.now,
+        o.expires,
+    )?;
+    Ok(row.to_order(&o.server))
+}
+
+/// The `(device, item)` pairs among those asked for (one per index of the three
+/// arrays) that the device owns at the time given beside them (PostgreSQL: arrays).
+pub(crate) fn owned_among(
+    conn: &Connection,
+    devices: &[String],
+    items: &[String],
+    nows: &[i64],
+) -> crate::db::Result<HashSet<(String, String)>> {
+    let mut owned = HashSet::new();
+    conn.prepare_cached(
+        "SELECT DISTINCT e.device_id, o.item_id FROM entitlements e
+         JOIN orders o ON o.id = e.order_id
+         JOIN unnest(?1::text[], ?2::text[], ?3::bigint[]) AS k(device, item, now)
+           ON e.device_id = k.device AND o.item_id = k.item
+         WHERE e.valid_until_ms IS NULL OR e.valid_until_ms > k.now",
+    )?
+    .for_each(params![devices, items, nows], |r| {
+        owned.insert((r.get(0)?, r.get(1)?));
+        Ok(())
+    })?;
+    Ok(owned)
 }
 
 /// Inserts a pending order for `item` on `device` with a fresh id and short code.

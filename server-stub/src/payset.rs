@@ -72,19 +72,10 @@ pub fn pay_set(
     inputs: &[&PayInput],
     events: &mut Vec<Event>,
 ) -> crate::db::Result<Vec<Option<ApiResult<Receipt>>>> {
-    conn.execute_batch("SAVEPOINT payset")?;
     let mut mine = Vec::new();
-    match decide_and_write(conn, inputs, &mut mine) {
-        Ok(results) => {
-            conn.execute_batch("RELEASE payset")?;
-            events.append(&mut mine);
-            Ok(results)
-        }
-        Err(e) => {
-            conn.execute_batch("ROLLBACK TO payset; RELEASE payset")?;
-            Err(e)
-        }
-    }
+    let results = conn.in_set_savepoint("payset", || decide_and_write(conn, inputs, &mut mine))?;
+    events.append(&mut mine);
+    Ok(results)
 }
 
 /// The per-payment rules of [`orders::pay_in_tx`], on rows read for the whole set.
@@ -145,18 +136,11 @@ fn decide_and_write(
         nows.push(now_of.get(&r.id).copied().unwrap_or_default());
     }
     // Owned until (`None`: for good; the database's rows are filtered by time already).
-    let mut owned: HashMap<(String, String), Option<i64>> = HashMap::new();
-    conn.prepare_cached(
-        "SELECT DISTINCT e.device_id, o.item_id FROM entitlements e
-         JOIN orders o ON o.id = e.order_id
-         JOIN unnest(?1::text[], ?2::text[], ?3::bigint[]) AS k(device, item, now)
-           ON e.device_id = k.device AND o.item_id = k.item
-         WHERE e.valid_until_ms IS NULL OR e.valid_until_ms > k.now",
-    )?
-    .for_each(params![devices, items, nows], |r| {
-        owned.insert((r.get(0)?, r.get(1)?), None);
-        Ok(())
-    })?;
+    let mut owned: HashMap<(String, String), Option<i64>> =
+        orders::owned_among(conn, &devices, &items, &nows)?
+            .into_iter()
+            .map(|k| (k, None))
+            .collect();
 
     let mut accounts: HashMap<String, (ledger::Account, Option<String>)> = HashMap::new();
     for (account, owner) in ledger::lock_payers(conn, &payers)? {
@@ -325,12 +309,21 @@ fn write(conn: &Connection, paid: &[Paid]) -> crate::db::Result<()> {
 
     let updated = conn
         .prepare_cached(
+            // `status = u.was`, not `= 'pending'`: a constant would let the planner
+            // take the index of pending orders, which holds every order paid since the
+            // last vacuum, rather than each order's primary key.
             "UPDATE orders SET status = 'paid', paid_at_ms = u.at, payer = u.payer,
                 delivery_address = NULL
-             FROM unnest(?1::text[], ?2::bigint[], ?3::text[]) AS u(id, at, payer)
-             WHERE orders.id = u.id AND orders.status = 'pending'",
+             FROM unnest(?1::text[], ?2::bigint[], ?3::text[], ?4::text[])
+               AS u(id, at, payer, was)
+             WHERE orders.id = u.id AND orders.status = u.was",
         )?
-        .execute(params![orders, nows, payers])?;
+        .execute(params![
+            orders,
+            nows,
+            payers,
+            col(&|_| "pending".to_owned())
+        ])?;
     if updated != paid.len() {
         return Err(short("order updates"));
     }

@@ -22,8 +22,10 @@
 //! its batch in one transaction (`synchronous_commit = on`), so a commit's WAL flush is
 //! shared by many requests, and while one waits for PostgreSQL's answers the others
 //! work. (A PostgreSQL batch spends its time in statements, not in the flush: so the
-//! payments of a batch run there as one set of statements, see [`crate::payset`].) Their batches do not queue behind each other's locks on the merchant,
-//! whose credits wait for the end of the batch (`ledger::DeferredCredits`). Several
+//! payments of a batch run there as one set of statements, see [`crate::payset`], and so
+//! do its new orders, [`crate::orderset`].) Their batches do not queue behind each
+//! other's locks on the merchant, whose credits wait for the end of the batch
+//! (`ledger::DeferredCredits`). Several
 //! nodes may share the database as well: a batch that deadlocks with another writer's
 //! is rolled back and run again whole (jobs are `FnMut` for that, and must touch nothing
 //! outside the transaction), and the events of each batch also go to the
@@ -43,9 +45,10 @@ use crate::clock::Clock;
 use crate::db::{Backend, Connection, Database, params};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, Hub};
+use crate::orderset::{self, NewOrder};
 use crate::outbox::Outbox;
 use crate::payset::{self, PayInput};
-use protocol::Receipt;
+use protocol::{Order, Receipt};
 
 /// Write jobs that may wait for the writer before callers get `unavailable`.
 pub const WRITE_QUEUE_LEN: usize = 8_192;
@@ -154,14 +157,59 @@ trait WriteJob: Send {
     fn run(&mut self, conn: &Connection, events: &mut Vec<Event>, isolation: Isolation) -> JobRun;
     /// Answers the caller once the fate of the batch is known.
     fn finish(self: Box<Self>, batch: Result<(), BatchError>);
-    /// A payment the writer may run in a set with the others of its batch.
-    fn payment(&self) -> Option<&PayInput> {
+    /// What the writer may run in a set with the others of its kind in the batch.
+    fn in_set(&self) -> Option<SetInput<'_>> {
         None
     }
-    /// The set's answer to this payment, its events already in the batch's, so that
-    /// `run` does nothing; `None` (the set declined it, or the batch runs again): `run`
-    /// runs it.
-    fn preset(&mut self, _answer: Option<ApiResult<Receipt>>) {}
+    /// The set's answer to this job, its events already in the batch's, so that `run`
+    /// does nothing; `None` (the set declined it, or the batch runs again): `run` runs it.
+    fn preset(&mut self, _answer: Option<SetAnswer>) {}
+}
+
+/// A job the writer may run in a set (PostgreSQL): a payment ([`payset`]) or a new
+/// order ([`orderset`]).
+pub(crate) enum SetInput<'a> {
+    Pay(&'a PayInput),
+    Create(&'a NewOrder),
+}
+
+/// A set's answer to one of its jobs.
+pub(crate) enum SetAnswer {
+    Pay(ApiResult<Receipt>),
+    Create(ApiResult<Order>),
+}
+
+/// The input of a job that may run in a set, and the answer it takes from one.
+pub(crate) trait SetMember: Send + 'static {
+    type Answer: Send + 'static;
+    fn input(&self) -> SetInput<'_>;
+    fn answer(answer: SetAnswer) -> Option<ApiResult<Self::Answer>>;
+}
+
+impl SetMember for PayInput {
+    type Answer = Receipt;
+    fn input(&self) -> SetInput<'_> {
+        SetInput::Pay(self)
+    }
+    fn answer(answer: SetAnswer) -> Option<ApiResult<Receipt>> {
+        match answer {
+            SetAnswer::Pay(r) => Some(r),
+            SetAnswer::Create(_) => None,
+        }
+    }
+}
+
+impl SetMember for NewOrder {
+    type Answer = Order;
+    fn input(&self) -> SetInput<'_> {
+        SetInput::Create(self)
+    }
+    fn answer(answer: SetAnswer) -> Option<ApiResult<Order>> {
+        match answer {
+            SetAnswer::Create(r) => Some(r),
+            SetAnswer::Pay(_) => None,
+        }
+    }
 }
 
 type Job = Box<dyn WriteJob>;
@@ -217,16 +265,17 @@ where
     }
 }
 
-/// A payment job: a write job that may also run in a [`crate::payset`].
-struct PendingPayment<F> {
-    job: Pending<Receipt, F>,
-    input: PayInput,
+/// A write job that may also run in a set with others of its kind.
+struct InSet<I: SetMember, F> {
+    job: Pending<I::Answer, F>,
+    input: I,
     preset: bool,
 }
 
-impl<F> WriteJob for PendingPayment<F>
+impl<I, F> WriteJob for InSet<I, F>
 where
-    F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<Receipt> + Send,
+    I: SetMember,
+    F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<I::Answer> + Send,
 {
     fn run(&mut self, conn: &Connection, events: &mut Vec<Event>, isolation: Isolation) -> JobRun {
         if self.preset {
@@ -239,42 +288,78 @@ where
         Box::new(self.job).finish(batch);
     }
 
-    fn payment(&self) -> Option<&PayInput> {
-        Some(&self.input)
+    fn in_set(&self) -> Option<SetInput<'_>> {
+        Some(self.input.input())
     }
 
-    fn preset(&mut self, answer: Option<ApiResult<Receipt>>) {
+    fn preset(&mut self, answer: Option<SetAnswer>) {
+        let answer = answer.and_then(I::answer);
         self.preset = answer.is_some();
         self.job.result = answer;
     }
 }
 
-/// Runs the payments of `batch` as one set (PostgreSQL, [`payset`]) when there are
-/// enough of them; the jobs it answers are preset. An error leaves nothing behind.
-fn run_payment_set(
+/// Runs the payments ([`payset`]) and the new orders ([`orderset`]) of `batch` in sets,
+/// each kind when there are enough of it; the jobs a set answers are preset. A set that
+/// fails is undone, and its jobs run alone; unless the failure is a conflict and the
+/// batch is not on its `last` attempt: then the error is returned, to run it again.
+fn run_sets(
     conn: &Connection,
     batch: &mut [Job],
     events: &mut Vec<Event>,
+    last: bool,
 ) -> crate::db::Result<()> {
-    let mut payments = Vec::new();
+    let (mut pays, mut creates) = (Vec::new(), Vec::new());
     for (i, job) in batch.iter_mut().enumerate() {
         job.preset(None);
-        if job.payment().is_some() {
-            payments.push(i);
+        match job.in_set() {
+            Some(SetInput::Pay(_)) => pays.push(i),
+            Some(SetInput::Create(_)) => creates.push(i),
+            None => {}
         }
     }
-    if payments.len() < payset::MIN_SET || !conn.deferred().borrow().enabled() {
-        return Ok(());
-    }
-    let answers = {
-        let inputs: Vec<&PayInput> = payments
-            .iter()
-            .filter_map(|&i| batch[i].payment())
-            .collect();
-        payset::pay_set(conn, &inputs, events)?
+    let undone = |e: crate::db::Error, set: &str| {
+        tracing::debug!(error = %e, set, "a set was undone");
+        if e.is_retryable() && !last {
+            Err(e)
+        } else {
+            Ok(())
+        }
     };
-    for (i, answer) in payments.into_iter().zip(answers) {
-        batch[i].preset(answer);
+    // Payments credit merchants at the end of the batch, which the set relies on.
+    if pays.len() >= payset::MIN_SET && conn.deferred().borrow().enabled() {
+        let inputs: Vec<&PayInput> = pays
+            .iter()
+            .filter_map(|&i| match batch[i].in_set() {
+                Some(SetInput::Pay(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        match payset::pay_set(conn, &inputs, events) {
+            Ok(answers) => {
+                for (&i, answer) in pays.iter().zip(answers) {
+                    batch[i].preset(answer.map(SetAnswer::Pay));
+                }
+            }
+            Err(e) => undone(e, "payments")?,
+        }
+    }
+    if creates.len() >= payset::MIN_SET {
+        let inputs: Vec<&NewOrder> = creates
+            .iter()
+            .filter_map(|&i| match batch[i].in_set() {
+                Some(SetInput::Create(o)) => Some(o),
+                _ => None,
+            })
+            .collect();
+        match orderset::create_set(conn, &inputs) {
+            Ok(answers) => {
+                for (&i, answer) in creates.iter().zip(answers) {
+                    batch[i].preset(answer.map(SetAnswer::Create));
+                }
+            }
+            Err(e) => undone(e, "orders")?,
+        }
     }
     Ok(())
 }
@@ -523,8 +608,25 @@ impl Store {
     where
         F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<Receipt> + Send + 'static,
     {
+        self.write_in_set(input, f).await
+    }
+
+    /// A new order: `f` makes it, unless the writer makes it with the other new orders
+    /// of its batch as one set ([`orderset`], PostgreSQL), by the same rules.
+    pub async fn create_order<F>(&self, input: NewOrder, f: F) -> ApiResult<Order>
+    where
+        F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<Order> + Send + 'static,
+    {
+        self.write_in_set(input, f).await
+    }
+
+    async fn write_in_set<I, F>(&self, input: I, f: F) -> ApiResult<I::Answer>
+    where
+        I: SetMember,
+        F: FnMut(&Connection, &mut Vec<Event>) -> ApiResult<I::Answer> + Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
-        self.submit(Box::new(PendingPayment {
+        self.submit(Box::new(InSet {
             job: Pending {
                 f,
                 result: None,
@@ -880,12 +982,9 @@ fn run_batch(
         let last = attempt >= MAX_BATCH_ATTEMPTS;
         let mut conflict = false;
         let mut unguarded = false;
-        if conn.backend() == Backend::Postgres
-            && let Err(e) = run_payment_set(conn, batch, events)
-        {
-            // Undone: the payments run one by one below, unless the batch runs again.
-            conflict = e.is_retryable() && !last;
-            tracing::debug!(error = %e, "the payment set was undone");
+        if conn.backend() == Backend::Postgres && run_sets(conn, batch, events, last).is_err() {
+            // A conflict: the batch runs again.
+            conflict = true;
         }
         let set_conflict = conflict;
         for job in batch.iter_mut().filter(|_| !set_conflict) {

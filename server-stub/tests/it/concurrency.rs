@@ -283,3 +283,102 @@ async fn payments_arriving_together_are_each_settled_by_the_rules_of_one() {
     let audit = c.audit().await.unwrap();
     assert!(audit.ok, "{:?}", audit.problems);
 }
+
+/// New orders that land in one writer batch (on PostgreSQL, one set of statements, see
+/// `orderset`) are each made as if alone: what a device owns is refused, every order is
+/// stored whole with a short code of its own, and its TV token cancels it.
+#[tokio::test]
+async fn orders_arriving_together_are_each_made_by_the_rules_of_one() {
+    let srv = TestServer::start().await;
+    let c = Arc::new(srv.client());
+    let payers = make_payers(&srv, 1, 100_00).await;
+    let session = login(&c, payers[0].as_str(), "4321").await.token;
+    let pay = |id: protocol::OrderId| {
+        let c = c.clone();
+        let req = protocol::PayRequest {
+            account: payers[0].clone(),
+            auth: protocol::PayerAuth::Session(session.clone()),
+            delivery_address: None,
+        };
+        async move { c.pay(&id, &key(), &req).await.unwrap() }
+    };
+    for (item, device) in [
+        ("film-cloud-atlas-of-birds", "tv-owner"),
+        ("plus-monthly", "tv-member"),
+    ] {
+        pay(order_on(&c, item, device).await.order.id).await;
+    }
+
+    let mut asks = Vec::new();
+    for i in 0..6 {
+        asks.push(("new", "film-night-train", format!("tv-new-{i}")));
+    }
+    asks.push(("new", "plus-monthly", "tv-member-2".into()));
+    asks.push(("new", "lamp-aurora", "tv-owner".into()));
+    asks.push(("new", "box-couchpay", "tv-owner".into()));
+    asks.push(("new", "film-night-train", "tv-owner".into()));
+    for _ in 0..2 {
+        asks.push(("owned", "film-cloud-atlas-of-birds", "tv-owner".into()));
+    }
+    asks.push(("owned", "plus-monthly", "tv-member".into()));
+    let runs: Vec<_> = asks
+        .iter()
+        .map(|(_, item, device)| {
+            let c = c.clone();
+            let req = protocol::CreateOrder {
+                item_id: protocol::ItemId::parse(item).unwrap(),
+                device_id: protocol::DeviceId::parse(device).unwrap(),
+                device_name: format!("TV {device}"),
+            };
+            tokio::spawn(async move { c.create_order(&req).await })
+        })
+        .collect();
+
+    let mut made = Vec::new();
+    let mut codes = std::collections::HashSet::new();
+    for ((what, item, device), run) in asks.iter().zip(runs) {
+        let answer = run.await.unwrap();
+        if *what == "owned" {
+            assert_code(answer, ErrorCode::AlreadyOwned);
+            continue;
+        }
+        let created = answer.unwrap_or_else(|e| panic!("{item} on {device}: {e}"));
+        let o = &created.order;
+        assert_eq!(
+            (o.item.id.as_str(), o.device.id.as_str()),
+            (*item, device.as_str())
+        );
+        assert_eq!(o.device.name, format!("TV {device}"));
+        assert_eq!(o.status, protocol::OrderStatus::Pending);
+        assert!(codes.insert(o.short_code.clone()), "a short code twice");
+        assert_eq!(c.order(&o.id).await.unwrap(), *o);
+        assert_eq!(c.order_by_code(&o.short_code).await.unwrap().id, o.id);
+        made.push(created);
+    }
+    assert_eq!(made.len(), 10);
+
+    // The membership made in the set lasts its 30 days once paid.
+    let member = made
+        .iter()
+        .find(|m| m.order.item.id.as_str() == "plus-monthly")
+        .unwrap();
+    let receipt = pay(member.order.id.clone()).await;
+    assert_eq!(receipt.amount.minor, 9_99);
+    let owned = c.entitlements(&member.order.device.id).await.unwrap();
+    let e = &owned.entitlements[0];
+    assert_eq!(
+        e.valid_until_ms,
+        Some(e.granted_at_ms + 30 * 24 * 3600 * 1000)
+    );
+    // Every other order's TV token cancels it, and only its own.
+    for m in made.iter().filter(|m| m.order.id != member.order.id) {
+        assert_code(
+            c.cancel(&m.order.id, &member.tv_token).await,
+            ErrorCode::Unauthorized,
+        );
+        let cancelled = c.cancel(&m.order.id, &m.tv_token).await.unwrap();
+        assert_eq!(cancelled.status, protocol::OrderStatus::Cancelled);
+    }
+    let audit = c.audit().await.unwrap();
+    assert!(audit.ok, "{:?}", audit.problems);
+}
