@@ -8,7 +8,8 @@
 //! With `COUCHPAY_BENCH_POSTGRES` set to a `postgres://` URL (see
 //! `tools/pg-test-cluster.sh`), the same run adds group commit on PostgreSQL with one
 //! node and with two nodes on the same database; with two, each client pays through one
-//! node while its TV follows the order on the other, so pay→event crosses nodes.
+//! node while its TV follows the order on the other, so pay→event crosses nodes; the
+//! two nodes have one writer each, as many in all as the one node has.
 //! Payers authenticate with session tokens, so argon2 is not part of the figure; the
 //! argon2 cost of one PIN check is measured separately at the end.
 //!
@@ -26,6 +27,7 @@ use protocol::{
     AccountId, CreateAccount, CreateOrder, Currency, DeviceId, IdempotencyKey, ItemId,
     LoginRequest, Money, OrderEvent, OrderId, PayRequest, PayerAuth, Pin, TopUp,
 };
+use server_stub::store::DEFAULT_PG_WRITERS;
 use server_stub::testing::TestServer;
 
 /// Orders whose TV event stream is followed to measure pay→event latency.
@@ -106,7 +108,13 @@ async fn run(
 ) -> Outcome {
     let nodes = match pg {
         Some((url, nodes)) => {
-            TestServer::start_nodes_on(url.to_owned(), nodes, |cfg| cfg.max_batch = max_batch).await
+            TestServer::start_nodes_on(url.to_owned(), nodes, |cfg| {
+                cfg.max_batch = max_batch;
+                // The nodes share one database and these 2 cores: as many writers in
+                // all as one node has (more only queue in PostgreSQL, see README).
+                cfg.pg_writers = (DEFAULT_PG_WRITERS / nodes).max(1);
+            })
+            .await
         }
         None => vec![TestServer::start_with(move |cfg| cfg.max_batch = max_batch).await],
     };
