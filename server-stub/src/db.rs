@@ -706,26 +706,16 @@ impl Connection {
     /// done key by key through an index, so here the planner may not scan tables, hash
     /// or merge, and plans each statement once for the connection.
     pub fn in_set_savepoint<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        const PLANNER: [&str; 4] = [
-            "plan_cache_mode",
-            "enable_seqscan",
-            "enable_hashjoin",
-            "enable_mergejoin",
-        ];
-        const HELD: [&str; 4] = ["force_generic_plan", "off", "off", "off"];
-        let held: String = PLANNER
-            .iter()
-            .zip(HELD)
-            .map(|(p, v)| format!("; SET LOCAL {p} = {v}"))
-            .collect();
-        self.execute_batch(&format!("SAVEPOINT {name}{held}"))?;
+        const HOLD: &str = "SET LOCAL plan_cache_mode = force_generic_plan;
+            SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off;
+            SET LOCAL enable_mergejoin = off";
+        const FREE: &str = "SET LOCAL plan_cache_mode = DEFAULT;
+            SET LOCAL enable_seqscan = DEFAULT; SET LOCAL enable_hashjoin = DEFAULT;
+            SET LOCAL enable_mergejoin = DEFAULT";
+        self.execute_batch(&format!("SAVEPOINT {name}; {HOLD}"))?;
         match f() {
             Ok(t) => {
-                let free: String = PLANNER
-                    .iter()
-                    .map(|p| format!("SET LOCAL {p} = DEFAULT; "))
-                    .collect();
-                self.execute_batch(&format!("{free}RELEASE {name}"))?;
+                self.execute_batch(&format!("{FREE}; RELEASE {name}"))?;
                 Ok(t)
             }
             Err(e) => {

@@ -173,6 +173,22 @@ pub(crate) enum SetInput<'a> {
     Create(&'a NewOrder),
 }
 
+impl<'a> SetInput<'a> {
+    fn pay(self) -> Option<&'a PayInput> {
+        match self {
+            Self::Pay(p) => Some(p),
+            Self::Create(_) => None,
+        }
+    }
+
+    fn create(self) -> Option<&'a NewOrder> {
+        match self {
+            Self::Create(o) => Some(o),
+            Self::Pay(_) => None,
+        }
+    }
+}
+
 /// A set's answer to one of its jobs.
 pub(crate) enum SetAnswer {
     Pay(ApiResult<Receipt>),
@@ -328,38 +344,37 @@ fn run_sets(
     };
     // Payments credit merchants at the end of the batch, which the set relies on.
     if pays.len() >= payset::MIN_SET && conn.deferred().borrow().enabled() {
-        let inputs: Vec<&PayInput> = pays
-            .iter()
-            .filter_map(|&i| match batch[i].in_set() {
-                Some(SetInput::Pay(p)) => Some(p),
-                _ => None,
-            })
-            .collect();
-        match payset::pay_set(conn, &inputs, events) {
-            Ok(answers) => {
-                for (&i, answer) in pays.iter().zip(answers) {
-                    batch[i].preset(answer.map(SetAnswer::Pay));
-                }
-            }
-            Err(e) => undone(e, "payments")?,
-        }
+        run_set(batch, &pays, |inputs| {
+            let inputs: Vec<&PayInput> = inputs.into_iter().filter_map(SetInput::pay).collect();
+            let answers = payset::pay_set(conn, &inputs, events)?;
+            Ok(answers.into_iter().map(|a| a.map(SetAnswer::Pay)).collect())
+        })
+        .or_else(|e| undone(e, "payments"))?;
     }
     if creates.len() >= payset::MIN_SET {
-        let inputs: Vec<&NewOrder> = creates
-            .iter()
-            .filter_map(|&i| match batch[i].in_set() {
-                Some(SetInput::Create(o)) => Some(o),
-                _ => None,
-            })
-            .collect();
-        match orderset::create_set(conn, &inputs) {
-            Ok(answers) => {
-                for (&i, answer) in creates.iter().zip(answers) {
-                    batch[i].preset(answer.map(SetAnswer::Create));
-                }
-            }
-            Err(e) => undone(e, "orders")?,
-        }
+        run_set(batch, &creates, |inputs| {
+            let inputs: Vec<&NewOrder> = inputs.into_iter().filter_map(SetInput::create).collect();
+            let answers = orderset::create_set(conn, &inputs)?;
+            Ok(answers
+                .into_iter()
+                .map(|a| a.map(SetAnswer::Create))
+                .collect())
+        })
+        .or_else(|e| undone(e, "orders"))?;
+    }
+    Ok(())
+}
+
+/// Runs one set: `set` answers the inputs of the jobs `members` (indices into `batch`),
+/// in their order, and each job is preset with its answer.
+fn run_set(
+    batch: &mut [Job],
+    members: &[usize],
+    set: impl FnOnce(Vec<SetInput<'_>>) -> crate::db::Result<Vec<Option<SetAnswer>>>,
+) -> crate::db::Result<()> {
+    let answers = set(members.iter().filter_map(|&i| batch[i].in_set()).collect())?;
+    for (&i, answer) in members.iter().zip(answers) {
+        batch[i].preset(answer);
     }
     Ok(())
 }
