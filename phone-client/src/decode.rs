@@ -508,9 +508,7 @@ impl Run<'_> {
             return true;
         }
         let texts = guarded(|| {
-            let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(img.w, img.h, |x, y| {
-                img.px[y * img.w + x]
-            });
+            let mut prepared = rqrr::PreparedImage::prepare_from_luma(img.w, img.h, img.px.clone());
             grids_text!(prepared)
         });
         self.take(method, texts)

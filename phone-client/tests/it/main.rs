@@ -12,6 +12,7 @@ mod multi_code;
 mod packets_cli;
 mod real_photos;
 mod refusals;
+mod rqrr_patch;
 mod scan;
 mod support;
 mod vouchers_cli;

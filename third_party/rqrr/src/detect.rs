@@ -38,10 +38,27 @@ where
 {
     let mut res = Vec::new();
 
+    let w = img.width();
     for y in 0..img.height() {
         let mut finder = LineScanner::new(img.get_pixel_at(0, y));
-        for x in 1..img.width() {
-            let linepos = match finder.advance(img.get_pixel_at(x, y)) {
+        // Couchpay patch: the pixels of a run of one colour are counted in a tight
+        // loop over the bytes, and only a change of colour goes through the scanner.
+        // The pixels are still read one by one as the scan reaches them, since a
+        // capstone check may repaint pixels further along the row.
+        let mut last = img.raw_pixel(0, y);
+        let mut x = 1;
+        while x < w {
+            let run_start = x;
+            while x < w && img.raw_pixel(x, y) == last {
+                x += 1;
+            }
+            finder.extend(x - run_start);
+            if x == w {
+                break;
+            }
+            last = img.raw_pixel(x, y);
+            x += 1;
+            let linepos = match finder.advance(last.into()) {
                 Some(l) => l,
                 None => continue,
             };
@@ -123,12 +140,20 @@ impl LineScanner {
         }
     }
 
+    /// Couchpay patch: advance over `n` more pixels of the current colour.
+    #[inline(always)]
+    fn extend(&mut self, n: usize) {
+        self.current_position += n;
+        self.run_length += n;
+    }
+
     /// Advance the position of the finder with the given color.
     ///
     /// This will return `None` if no pattern matching a CapStone was recently
     /// observed. It will return `Some(position)` if the last added pixel
     /// completes a 1:1:3:1:1 pattern of black/white runs. This is a
     /// candidate for capstones.
+    #[inline]
     fn advance(&mut self, color: PixelColor) -> Option<LinePosition> {
         self.current_position += 1;
 

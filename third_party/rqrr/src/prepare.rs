@@ -1,8 +1,7 @@
-use std::{cmp, num::NonZeroUsize};
+use std::cmp;
 
 use crate::identify::match_capstones::CapStoneGroup;
 use crate::identify::Point;
-use lru::LruCache;
 
 /// An black-and-white image that can be mutated on search for QR codes
 ///
@@ -11,7 +10,10 @@ use lru::LruCache;
 /// mitigate the impact of a huge zones.
 pub struct PreparedImage<S> {
     buffer: S,
-    cache: LruCache<u8, ColoredRegion>,
+    cache: RegionCache,
+    /// Couchpay patch: the flood fill's work list, kept between fills so that each
+    /// fill does not allocate one.
+    fill_queue: Vec<(usize, usize)>,
 }
 
 impl<S> Clone for PreparedImage<S>
@@ -19,15 +21,70 @@ where
     S: Clone,
 {
     fn clone(&self) -> Self {
-        let mut cache = LruCache::new(self.cache.cap());
-        for (k, v) in self.cache.iter() {
-            cache.put(*k, *v);
-        }
-
         PreparedImage {
             buffer: self.buffer.clone(),
-            cache,
+            cache: self.cache.clone(),
+            fill_queue: Vec::new(),
         }
+    }
+}
+
+/// How many regions can be painted in their own colour at once (the colours of a
+/// `u8` pixel left after the five fixed ones).
+const REGION_SLOTS: usize = 251;
+
+/// Couchpay patch: the painted regions, least recently used evicted first, in a
+/// table indexed by colour in place of `lru::LruCache` (a hash map and a linked
+/// list): a camera frame's noise makes thousands of small regions, and the cache's
+/// bookkeeping was a tenth of the capstone search. Which region is evicted changes
+/// no result: an evicted region is painted black again and measured afresh.
+#[derive(Clone, Debug)]
+struct RegionCache {
+    /// Each colour's region and when it was last used.
+    slots: Vec<Option<(ColoredRegion, u64)>>,
+    len: usize,
+    clock: u64,
+}
+
+impl RegionCache {
+    fn new() -> Self {
+        Self {
+            slots: vec![None; REGION_SLOTS],
+            len: 0,
+            clock: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&mut self, key: u8) -> Option<ColoredRegion> {
+        self.clock += 1;
+        let (region, used) = self.slots[usize::from(key)].as_mut()?;
+        *used = self.clock;
+        Some(*region)
+    }
+
+    fn put(&mut self, key: u8, region: ColoredRegion) {
+        self.clock += 1;
+        let slot = &mut self.slots[usize::from(key)];
+        if slot.is_none() {
+            self.len += 1;
+        }
+        *slot = Some((region, self.clock));
+    }
+
+    fn pop_lru(&mut self) -> Option<(u8, ColoredRegion)> {
+        let (key, _) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(key, slot)| slot.map(|(_, used)| (key, used)))
+            .min_by_key(|&(_, used)| used)?;
+        let (region, _) = self.slots[key].take()?;
+        self.len -= 1;
+        Some((key as u8, region))
     }
 }
 
@@ -37,6 +94,20 @@ pub trait ImageBuffer {
 
     fn get_pixel(&self, x: usize, y: usize) -> u8;
     fn set_pixel(&mut self, x: usize, y: usize, val: u8);
+
+    /// Couchpay patch: copies row `y` into `out` (one value per column).
+    fn load_row(&self, y: usize, out: &mut [u8]) {
+        for (x, px) in out.iter_mut().enumerate() {
+            *px = self.get_pixel(x, y);
+        }
+    }
+
+    /// Couchpay patch: sets row `y` to `row` (one value per column).
+    fn store_row(&mut self, y: usize, row: &[u8]) {
+        for (x, &px) in row.iter().enumerate() {
+            self.set_pixel(x, y, px);
+        }
+    }
 }
 
 #[cfg(feature = "img")]
@@ -88,6 +159,14 @@ impl ImageBuffer for BasicImageBuffer {
     fn set_pixel(&mut self, x: usize, y: usize, val: u8) {
         let w = self.width();
         self.pixels[(y * w) + x] = val
+    }
+
+    fn load_row(&self, y: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self.pixels[y * self.w..(y + 1) * self.w]);
+    }
+
+    fn store_row(&mut self, y: usize, row: &[u8]) {
+        self.pixels[y * self.w..(y + 1) * self.w].copy_from_slice(row);
     }
 }
 
@@ -175,50 +254,303 @@ impl AreaFiller for AreaCounter {
     }
 }
 
+/// Couchpay patch: `avg * (s - 1) / s` rounded down, as rqrr computes it, by one
+/// multiplication with an exact fixed-point factor in place of a multiplication and a
+/// division.
+#[derive(Clone, Copy, Debug)]
+struct Decay {
+    /// `ceil(2^64 * (s - 1) / s)`.
+    factor: u64,
+}
+
+impl Decay {
+    fn new(s: usize) -> Self {
+        let s = s as u128;
+        Self {
+            factor: (((s - 1) << 64).div_ceil(s)) as u64,
+        }
+    }
+
+    /// `floor(avg * (s - 1) / s)`. Exact: `factor = (2^64 * (s - 1) + e) / s` with
+    /// `e < s`, so `avg * factor / 2^64` exceeds `avg * (s - 1) / s` by
+    /// `avg * e / (s * 2^64)`, under `1 / s` for any `avg < 2^64`, which is less
+    /// than the distance from `avg * (s - 1) / s` up to the next integer.
+    #[inline(always)]
+    fn apply(self, avg: u64) -> u64 {
+        ((u128::from(avg) * u128::from(self.factor)) >> 64) as u64
+    }
+}
+
+/// Couchpay patch: rqrr 0.11's threshold, computed faster with the same result.
+///
+/// rqrr keeps two running averages, `avg = avg * (s - 1) / s + pixel` with
+/// `s = width / 8`, one moving left to right and one right to left along each row,
+/// each snaking on into the next row; a pixel is dark when it is under 95% of the
+/// mean of the two averages there. Three things make it faster:
+/// * `avg * (s - 1) / s` is one multiplication by an exact fixed-point factor
+///   ([`Decay`]) and the comparison is cross-multiplied, so no pixel divides;
+/// * the averages are a chain, each step waiting for the last, so the rows are cut
+///   into [`BANDS`] bands whose chains run side by side. A band's averages at its
+///   start are not known until the band above is done; but a step is monotonic in
+///   the average, so the band is first run from the lowest (0) and the highest
+///   (`255 * s`) possible averages at once: once the two agree, every start agrees
+///   with them, and the band runs on from there. The rows before that point (a row
+///   or two) are done last, from the band above's true averages.
+struct Threshold {
+    w: usize,
+    decay: Decay,
+    /// `200 * s`: dark when `(pixel + 1) * scale <= (forward + backward) * 95`.
+    scale: u64,
+    /// The highest average possible: `255 * s`.
+    max_avg: u64,
+    /// `scale`, when the comparison fits in `u32` (`s <= 4096`).
+    scale_u32: Option<u32>,
+}
+
+/// Bands of rows whose averages run side by side ([`Threshold`]).
+const BANDS: usize = 4;
+/// Images with fewer rows than this per band are done in one band.
+const MIN_BAND_ROWS: usize = 16;
+
+/// The two running averages at a row boundary: `u` moves left to right on even rows
+/// and right to left on odd ones, `v` the other way (rqrr's names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Averages {
+    u: u64,
+    v: u64,
+}
+
+impl Averages {
+    /// The averages as (left to right, right to left) on row `y`.
+    fn directions(self, y: usize) -> (u64, u64) {
+        if y % 2 == 0 {
+            (self.u, self.v)
+        } else {
+            (self.v, self.u)
+        }
+    }
+
+    fn from_directions(y: usize, ltr: u64, rtl: u64) -> Self {
+        if y % 2 == 0 {
+            Self { u: ltr, v: rtl }
+        } else {
+            Self { u: rtl, v: ltr }
+        }
+    }
+}
+
+/// One row being thresholded: its grey pixels and both averages at each pixel (an
+/// average is at most `255 * s`, well within `u32` for any width [`Threshold`] takes).
+struct RowWork {
+    grey: Vec<u8>,
+    forward: Vec<u32>,
+    backward: Vec<u32>,
+    /// The thresholded row.
+    out: Vec<u8>,
+}
+
+impl RowWork {
+    fn new(w: usize) -> Self {
+        Self {
+            grey: vec![0; w],
+            forward: vec![0; w],
+            backward: vec![0; w],
+            out: vec![0; w],
+        }
+    }
+
+    fn load<S: ImageBuffer>(&mut self, buf: &S, y: usize) {
+        buf.load_row(y, &mut self.grey);
+    }
+}
+
+impl Threshold {
+    fn new(w: usize) -> Self {
+        let s = cmp::max(w / 8, 1) as u64;
+        Self {
+            w,
+            decay: Decay::new(s as usize),
+            scale: 200 * s,
+            max_avg: 255 * s,
+            scale_u32: (s <= 4096).then_some(200 * s as u32),
+        }
+    }
+
+    fn apply<S: ImageBuffer>(&self, buf: &mut S) {
+        let h = buf.height();
+        let bands = if h >= BANDS * MIN_BAND_ROWS { BANDS } else { 1 };
+        let band_start = |k: usize| k * h / bands;
+        let mut work: Vec<RowWork> = (0..bands).map(|_| RowWork::new(self.w)).collect();
+
+        // Where each band's own run starts (its first row whose averages on entry
+        // are known without the band above), and the averages there.
+        let mut run_from = vec![0; bands];
+        let mut entry = vec![Averages::default(); bands];
+        // Whether the band's bounds agreed before its end.
+        let mut joined = vec![true; bands];
+        for k in 1..bands {
+            let mut low = Averages::default();
+            let mut high = Averages {
+                u: self.max_avg,
+                v: self.max_avg,
+            };
+            let mut y = band_start(k);
+            while y < band_start(k + 1) && low != high {
+                work[0].load(buf, y);
+                low = self.advance(&work[0].grey, y, low);
+                high = self.advance(&work[0].grey, y, high);
+                y += 1;
+            }
+            run_from[k] = y;
+            entry[k] = low;
+            joined[k] = low == high;
+        }
+
+        // The bands side by side while all have rows left, then each alone.
+        let mut exit = entry.clone();
+        let common = (0..bands)
+            .map(|k| band_start(k + 1) - run_from[k])
+            .min()
+            .unwrap_or(0);
+        if bands == BANDS {
+            for i in 0..common {
+                let rows: [usize; BANDS] = std::array::from_fn(|k| run_from[k] + i);
+                for (k, &y) in rows.iter().enumerate() {
+                    work[k].load(buf, y);
+                }
+                let mut averages: [Averages; BANDS] = std::array::from_fn(|k| exit[k]);
+                self.rows_together(&mut work, &rows, &mut averages);
+                for (k, &y) in rows.iter().enumerate() {
+                    exit[k] = averages[k];
+                    self.write_row(buf, y, &mut work[k]);
+                }
+            }
+        } else {
+            debug_assert_eq!(bands, 1);
+        }
+        let done_together = if bands == BANDS { common } else { 0 };
+        for k in 0..bands {
+            for y in run_from[k] + done_together..band_start(k + 1) {
+                work[0].load(buf, y);
+                exit[k] = self.row(&mut work[0], y, exit[k]);
+                self.write_row(buf, y, &mut work[0]);
+            }
+        }
+
+        // The first rows of each band, from the true averages of the band above.
+        for k in 1..bands {
+            let mut averages = exit[k - 1];
+            for y in band_start(k)..run_from[k] {
+                work[0].load(buf, y);
+                averages = self.row(&mut work[0], y, averages);
+                self.write_row(buf, y, &mut work[0]);
+            }
+            if joined[k] {
+                debug_assert_eq!(averages, entry[k], "band {k} joins its true averages");
+            } else {
+                // The band's two bounds never agreed: it was all done here.
+                exit[k] = averages;
+            }
+        }
+    }
+
+    /// The averages after row `y`, without thresholding it.
+    fn advance(&self, grey: &[u8], y: usize, on_entry: Averages) -> Averages {
+        let (mut ltr, mut rtl) = on_entry.directions(y);
+        for (&left, &right) in grey.iter().zip(grey.iter().rev()) {
+            ltr = self.decay.apply(ltr) + u64::from(left);
+            rtl = self.decay.apply(rtl) + u64::from(right);
+        }
+        Averages::from_directions(y, ltr, rtl)
+    }
+
+    /// Both averages at each pixel of row `y`; returns the averages after it.
+    fn row(&self, work: &mut RowWork, y: usize, on_entry: Averages) -> Averages {
+        let w = self.w;
+        let (mut ltr, mut rtl) = on_entry.directions(y);
+        let (grey, forward, backward) = (
+            &work.grey[..w],
+            &mut work.forward[..w],
+            &mut work.backward[..w],
+        );
+        for x in 0..w {
+            let back = w - 1 - x;
+            ltr = self.decay.apply(ltr) + u64::from(grey[x]);
+            rtl = self.decay.apply(rtl) + u64::from(grey[back]);
+            forward[x] = ltr as u32;
+            backward[back] = rtl as u32;
+        }
+        Averages::from_directions(y, ltr, rtl)
+    }
+
+    /// [`Self::row`] for one row of each band at once: eight independent chains.
+    fn rows_together(
+        &self,
+        work: &mut [RowWork],
+        rows: &[usize; BANDS],
+        averages: &mut [Averages; BANDS],
+    ) {
+        let w = self.w;
+        let mut ltr = [0u64; BANDS];
+        let mut rtl = [0u64; BANDS];
+        for k in 0..BANDS {
+            (ltr[k], rtl[k]) = averages[k].directions(rows[k]);
+        }
+        let [a, b, c, d] = work else {
+            unreachable!("one row of work per band")
+        };
+        let mut bands =
+            [a, b, c, d].map(|r| (&r.grey[..w], &mut r.forward[..w], &mut r.backward[..w]));
+        for x in 0..w {
+            let back = w - 1 - x;
+            for (k, (grey, forward, backward)) in bands.iter_mut().enumerate() {
+                ltr[k] = self.decay.apply(ltr[k]) + u64::from(grey[x]);
+                rtl[k] = self.decay.apply(rtl[k]) + u64::from(grey[back]);
+                forward[x] = ltr[k] as u32;
+                backward[back] = rtl[k] as u32;
+            }
+        }
+        for k in 0..BANDS {
+            averages[k] = Averages::from_directions(rows[k], ltr[k], rtl[k]);
+        }
+    }
+
+    fn write_row<S: ImageBuffer>(&self, buf: &mut S, y: usize, work: &mut RowWork) {
+        let w = self.w;
+        let (grey, forward, backward) = (&work.grey[..w], &work.forward[..w], &work.backward[..w]);
+        // px < floor(row_average * 95 / scale)  <=>  (px + 1) * scale <= row_average * 95,
+        // in `u32` (which vectorises) for any image narrower than 8 × 4096 pixels.
+        let (black, white) = (u8::from(PixelColor::Black), u8::from(PixelColor::White));
+        if let Some(scale) = self.scale_u32 {
+            for (x, out) in work.out[..w].iter_mut().enumerate() {
+                let row_average = forward[x] + backward[x];
+                let dark = (u32::from(grey[x]) + 1) * scale <= row_average * (100 - 5);
+                *out = if dark { black } else { white };
+            }
+        } else {
+            for (x, out) in work.out[..w].iter_mut().enumerate() {
+                let row_average = u64::from(forward[x]) + u64::from(backward[x]);
+                let dark = (u64::from(grey[x]) + 1) * self.scale <= row_average * (100 - 5);
+                *out = if dark { black } else { white };
+            }
+        }
+        buf.store_row(y, &work.out);
+    }
+}
+
 impl<S> PreparedImage<S>
 where
     S: ImageBuffer,
 {
     pub fn prepare(mut buf: S) -> Self {
-        let w = buf.width();
-        let h = buf.height();
-        let mut row_average = vec![0; w];
-        let mut avg_v = 0;
-        let mut avg_u = 0;
-
-        let threshold_s = cmp::max(w / 8, 1);
-
-        for y in 0..h {
-            row_average.fill(0);
-
-            for x in 0..w {
-                let (v, u) = if y % 2 == 0 {
-                    (w - 1 - x, x)
-                } else {
-                    (x, w - 1 - x)
-                };
-                avg_v = avg_v * (threshold_s - 1) / threshold_s + buf.get_pixel(v, y) as usize;
-                avg_u = avg_u * (threshold_s - 1) / threshold_s + buf.get_pixel(u, y) as usize;
-                row_average[v] += avg_v;
-                row_average[u] += avg_u;
-            }
-
-            #[allow(clippy::needless_range_loop)]
-            for x in 0..w {
-                let fill = if (buf.get_pixel(x, y) as usize)
-                    < row_average[x] * (100 - 5) / (200 * threshold_s)
-                {
-                    PixelColor::Black
-                } else {
-                    PixelColor::White
-                };
-                buf.set_pixel(x, y, fill.into());
-            }
-        }
-
+        // Couchpay patch: the same threshold as rqrr 0.11, bit for bit (the
+        // companion's test `rqrr_patch::prepare_matches_rqrr_0_11`), at a third of
+        // its cost on a 1280×720 frame; see `Threshold`.
+        Threshold::new(buf.width()).apply(&mut buf);
         PreparedImage {
             buffer: buf,
-            cache: LruCache::new(NonZeroUsize::new(251).unwrap()),
+            cache: RegionCache::new(),
+            fill_queue: Vec::new(),
         }
     }
 
@@ -324,7 +656,8 @@ where
 
         PreparedImage {
             buffer: buf,
-            cache: LruCache::new(NonZeroUsize::new(251).unwrap()),
+            cache: RegionCache::new(),
+            fill_queue: Vec::new(),
         }
     }
 
@@ -341,10 +674,10 @@ where
     pub(crate) fn get_region(&mut self, (x, y): (usize, usize)) -> ColoredRegion {
         let color: PixelColor = self.buffer.get_pixel(x, y).into();
         match color {
-            PixelColor::Discarded(r) => *self.cache.get(&r).unwrap(),
+            PixelColor::Discarded(r) => self.cache.get(r).unwrap(),
             PixelColor::Black => {
                 let cache_fill = self.cache.len();
-                let reg_idx = if cache_fill == self.cache.cap().get() {
+                let reg_idx = if cache_fill == REGION_SLOTS {
                     let (c, reg) = self.cache.pop_lru().expect("fill is at capacity (251)");
                     #[allow(clippy::single_match)]
                     match reg {
@@ -409,6 +742,12 @@ where
         self.buffer.get_pixel(x as usize, y as usize).into()
     }
 
+    /// Couchpay patch: a pixel as stored, for scans that compare colours.
+    #[inline(always)]
+    pub(crate) fn raw_pixel(&self, x: usize, y: usize) -> u8 {
+        self.buffer.get_pixel(x, y)
+    }
+
     pub fn get_pixel_at(&self, x: usize, y: usize) -> PixelColor {
         self.buffer.get_pixel(x, y).into()
     }
@@ -448,7 +787,8 @@ where
     {
         assert_ne!(from, to);
         let w = self.width();
-        let mut queue = Vec::new();
+        let mut queue = std::mem::take(&mut self.fill_queue);
+        queue.clear();
         queue.push((x, y));
 
         while let Some((x, y)) = queue.pop() {
@@ -504,6 +844,7 @@ where
                 }
             }
         }
+        self.fill_queue = queue;
         fill
     }
 }
@@ -543,14 +884,29 @@ impl PreparedImage<BasicImageBuffer> {
         F: FnMut(usize, usize) -> u8,
     {
         let capacity = w.checked_mul(h).expect("Image dimensions caused overflow");
-        let mut data = Vec::with_capacity(capacity);
-        for y in 0..h {
-            for x in 0..w {
-                data.push(fill(x, y));
+        let mut data = vec![0; capacity];
+        if w > 0 {
+            for (y, row) in data.chunks_exact_mut(w).enumerate() {
+                for (x, px) in row.iter_mut().enumerate() {
+                    *px = fill(x, y);
+                }
             }
         }
-        let pixels = data.into_boxed_slice();
-        let buffer = BasicImageBuffer { w, h, pixels };
+        Self::prepare_from_luma(w, h, data)
+    }
+
+    /// Couchpay patch: [`Self::prepare_from_greyscale`] for a grey image already in
+    /// one buffer, row by row (`w * h` bytes, 0 black, 255 white), without a copy.
+    ///
+    /// # Panics
+    /// When `pixels` does not hold `w * h` bytes.
+    pub fn prepare_from_luma(w: usize, h: usize, pixels: Vec<u8>) -> Self {
+        assert_eq!(Some(pixels.len()), w.checked_mul(h), "one byte per pixel");
+        let buffer = BasicImageBuffer {
+            w,
+            h,
+            pixels: pixels.into_boxed_slice(),
+        };
         PreparedImage::prepare(buffer)
     }
 }
@@ -578,7 +934,8 @@ mod tests {
 
         PreparedImage {
             buffer,
-            cache: LruCache::new(NonZeroUsize::new(251).unwrap()),
+            cache: RegionCache::new(),
+            fill_queue: Vec::new(),
         }
     }
 
