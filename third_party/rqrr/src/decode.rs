@@ -418,12 +418,19 @@ fn block_syndromes(block: &[u8], npar: usize) -> Result<[GF256; 64], [GF256; 64]
     let mut nonzero: bool = false;
     let mut s = [GF256::ZERO; 64];
 
+    // Couchpay patch: `s[i] = sum_j block[len - 1 - j] * g^(i * j)` is the block read
+    // as a polynomial, evaluated at `g^i`: by Horner's rule, one multiplication per
+    // byte, in place of a `pow` per byte (a tenth of the decoder's time on pictures
+    // it cannot read, whose candidate grids each fail here).
+    let mut x = GF256::GENERATOR.pow(0);
     #[allow(clippy::needless_range_loop)]
     for i in 0..npar {
-        for j in 0..block.len() {
-            let c = GF256(block[block.len() - 1 - j]);
-            s[i] += c * GF256::GENERATOR.pow(i * j);
+        let mut sum = GF256::ZERO;
+        for &c in block {
+            sum = sum * x + GF256(c);
         }
+        s[i] = sum;
+        x = x * GF256::GENERATOR;
         if s[i] != GF256::ZERO {
             nonzero = true;
         }

@@ -227,11 +227,17 @@ where
     S: ImageBuffer,
 {
     let ring_reg = img.get_region((linepos.right, y));
-    let stone_reg = img.get_region((linepos.stone, y));
-
+    // Couchpay patch: whether the left run belongs to the ring is known once the
+    // ring is painted, so the stone is only measured (painted) when it does. Painting
+    // a region changes no later result (an unpainted region is measured when met), and
+    // most candidates in a noisy frame fail here.
     if img.get_pixel_at(linepos.left, y) != img.get_pixel_at(linepos.right, y) {
         return false;
     }
+    if !matches!(ring_reg, ColoredRegion::Unclaimed { .. }) {
+        return false;
+    }
+    let stone_reg = img.get_region((linepos.stone, y));
 
     match (ring_reg, stone_reg) {
         (
