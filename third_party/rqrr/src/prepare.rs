@@ -397,8 +397,8 @@ impl Threshold {
             let mut y = band_start(k);
             while y < band_start(k + 1) && low != high {
                 work[0].load(buf, y);
-                low = self.advance(&work[0].grey, y, low);
-                high = self.advance(&work[0].grey, y, high);
+                low = self.row(&mut work[0], y, low);
+                high = self.row(&mut work[0], y, high);
                 y += 1;
             }
             run_from[k] = y;
@@ -408,29 +408,28 @@ impl Threshold {
 
         // The bands side by side while all have rows left, then each alone.
         let mut exit = entry.clone();
-        let common = (0..bands)
-            .map(|k| band_start(k + 1) - run_from[k])
-            .min()
-            .unwrap_or(0);
-        if bands == BANDS {
-            for i in 0..common {
-                let rows: [usize; BANDS] = std::array::from_fn(|k| run_from[k] + i);
-                for (k, &y) in rows.iter().enumerate() {
-                    work[k].load(buf, y);
-                }
-                let mut averages: [Averages; BANDS] = std::array::from_fn(|k| exit[k]);
-                self.rows_together(&mut work, &rows, &mut averages);
-                for (k, &y) in rows.iter().enumerate() {
-                    exit[k] = averages[k];
-                    self.write_row(buf, y, &mut work[k]);
-                }
-            }
+        let common = if bands == BANDS {
+            (0..bands)
+                .map(|k| band_start(k + 1) - run_from[k])
+                .min()
+                .unwrap_or(0)
         } else {
-            debug_assert_eq!(bands, 1);
+            0
+        };
+        for i in 0..common {
+            let rows: [usize; BANDS] = std::array::from_fn(|k| run_from[k] + i);
+            for (k, &y) in rows.iter().enumerate() {
+                work[k].load(buf, y);
+            }
+            let mut averages: [Averages; BANDS] = std::array::from_fn(|k| exit[k]);
+            self.rows(&mut work, rows, &mut averages);
+            for (k, &y) in rows.iter().enumerate() {
+                exit[k] = averages[k];
+                self.write_row(buf, y, &mut work[k]);
+            }
         }
-        let done_together = if bands == BANDS { common } else { 0 };
         for k in 0..bands {
-            for y in run_from[k] + done_together..band_start(k + 1) {
+            for y in run_from[k] + common..band_start(k + 1) {
                 work[0].load(buf, y);
                 exit[k] = self.row(&mut work[0], y, exit[k]);
                 self.write_row(buf, y, &mut work[0]);
@@ -454,53 +453,26 @@ impl Threshold {
         }
     }
 
-    /// The averages after row `y`, without thresholding it.
-    fn advance(&self, grey: &[u8], y: usize, on_entry: Averages) -> Averages {
-        let (mut ltr, mut rtl) = on_entry.directions(y);
-        for (&left, &right) in grey.iter().zip(grey.iter().rev()) {
-            ltr = self.decay.apply(ltr) + u64::from(left);
-            rtl = self.decay.apply(rtl) + u64::from(right);
-        }
-        Averages::from_directions(y, ltr, rtl)
-    }
-
-    /// Both averages at each pixel of row `y`; returns the averages after it.
-    fn row(&self, work: &mut RowWork, y: usize, on_entry: Averages) -> Averages {
-        let w = self.w;
-        let (mut ltr, mut rtl) = on_entry.directions(y);
-        let (grey, forward, backward) = (
-            &work.grey[..w],
-            &mut work.forward[..w],
-            &mut work.backward[..w],
-        );
-        for x in 0..w {
-            let back = w - 1 - x;
-            ltr = self.decay.apply(ltr) + u64::from(grey[x]);
-            rtl = self.decay.apply(rtl) + u64::from(grey[back]);
-            forward[x] = ltr as u32;
-            backward[back] = rtl as u32;
-        }
-        Averages::from_directions(y, ltr, rtl)
-    }
-
-    /// [`Self::row`] for one row of each band at once: eight independent chains.
-    fn rows_together(
+    /// Both averages at each pixel of row `rows[k]` (loaded in `work[k]`), for `N`
+    /// rows at once: `2 * N` independent chains. `averages` are those on entry to
+    /// each row and become those after it.
+    fn rows<const N: usize>(
         &self,
         work: &mut [RowWork],
-        rows: &[usize; BANDS],
-        averages: &mut [Averages; BANDS],
+        rows: [usize; N],
+        averages: &mut [Averages; N],
     ) {
         let w = self.w;
-        let mut ltr = [0u64; BANDS];
-        let mut rtl = [0u64; BANDS];
-        for k in 0..BANDS {
+        let mut ltr = [0u64; N];
+        let mut rtl = [0u64; N];
+        for k in 0..N {
             (ltr[k], rtl[k]) = averages[k].directions(rows[k]);
         }
-        let [a, b, c, d] = work else {
-            unreachable!("one row of work per band")
-        };
-        let mut bands =
-            [a, b, c, d].map(|r| (&r.grey[..w], &mut r.forward[..w], &mut r.backward[..w]));
+        let mut rows_work = work.iter_mut();
+        let mut bands: [_; N] = std::array::from_fn(|_| {
+            let r = rows_work.next().expect("one row of work per row");
+            (&r.grey[..w], &mut r.forward[..w], &mut r.backward[..w])
+        });
         for x in 0..w {
             let back = w - 1 - x;
             for (k, (grey, forward, backward)) in bands.iter_mut().enumerate() {
@@ -510,9 +482,16 @@ impl Threshold {
                 backward[back] = rtl[k] as u32;
             }
         }
-        for k in 0..BANDS {
+        for k in 0..N {
             averages[k] = Averages::from_directions(rows[k], ltr[k], rtl[k]);
         }
+    }
+
+    /// [`Self::rows`] for one row.
+    fn row(&self, work: &mut RowWork, y: usize, on_entry: Averages) -> Averages {
+        let mut averages = [on_entry];
+        self.rows(std::slice::from_mut(work), [y], &mut averages);
+        averages[0]
     }
 
     fn write_row<S: ImageBuffer>(&self, buf: &mut S, y: usize, work: &mut RowWork) {
